@@ -1,0 +1,5 @@
+"""`python -m edgekd` (also what torchrun launches)."""
+
+from edgekd.cli import main
+
+main()

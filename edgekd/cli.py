@@ -1,0 +1,38 @@
+"""The `edgekd` command line: thin wrappers that parse options, call the library and print.
+
+Each sub-command lives in edgekd/commands/<name>.py and registers itself through `register(app)`.
+Torch is imported lazily inside commands so that ONNX/TensorRT paths run on machines without it.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from rich.console import Console
+
+from edgekd.commands import data, evaluate, models, train
+from edgekd.errors import EdgeKDError
+
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    help="edgekd: distill compact object detectors, export them to ONNX/TensorRT and measure what ships.",
+)
+
+for command_module in (data, models, train, evaluate):
+    command_module.register(app)
+
+
+def main() -> None:
+    """Console-script entry point: user errors print one clear message and exit with status 2."""
+    try:
+        app()
+    except EdgeKDError as error:
+        Console(stderr=True).print(f"[bold red]error:[/] {error}", highlight=False)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

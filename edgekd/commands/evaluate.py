@@ -1,0 +1,89 @@
+"""`edgekd eval`: COCO + KITTI metrics of a checkpoint, an exported model, or KITTI result files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from edgekd.data.records import Dataset, Detections, LabeledObject
+from edgekd.errors import EdgeKDError
+
+
+def objects_to_detections(objects: list[LabeledObject], classes: tuple[str, ...]) -> Detections:
+    """KITTI result lines -> Detections; types outside `classes` (e.g. Van) are not scored, as in the devkit."""
+    kept = [o for o in objects if o.type in classes]
+    if not kept:
+        return Detections.empty()
+    import numpy as np
+
+    return Detections(
+        np.array([o.bbox for o in kept], np.float32),
+        np.array([o.score for o in kept], np.float32),
+        np.array([classes.index(o.type) for o in kept], np.int64),
+    )
+
+
+def predictions_from_dir(directory: Path, dataset: Dataset) -> dict[str, Detections]:
+    from edgekd.data.kitti import read_results_dir
+
+    ids = [record.image_id for record in dataset.records]
+    return {
+        image_id: objects_to_detections(objects, dataset.classes)
+        for image_id, objects in read_results_dir(directory, ids).items()
+    }
+
+
+def predictions_from_checkpoint(
+    path: Path, data: Path, split: str, device: str, batch: int
+) -> tuple[Dataset, dict[str, Detections]]:
+    """Load the checkpoint, then the split with the checkpoint's classes, and predict on it."""
+    from edgekd.commands.options import resolve_device
+    from edgekd.data.loader import load_dataset
+    from edgekd.models.checkpoint import load_detector
+    from edgekd.models.inference import predict_dataset
+
+    if path.suffix != ".pt":
+        raise EdgeKDError(f"{path}: expected a .pt checkpoint")
+    device = resolve_device(device)
+    detector, _ = load_detector(path, device)
+    dataset = load_dataset(data, split, classes=tuple(detector.config.classes))
+    return dataset, predict_dataset(detector, dataset, device=device, batch_size=batch)
+
+
+def eval_command(
+    model: Annotated[Path | None, typer.Argument(help="Checkpoint (.pt).")] = None,
+    data: Annotated[Path, typer.Option("--data", help="Dataset with ground truth.")] = Path("data/synth"),
+    split: Annotated[str, typer.Option("--split", help="Split to evaluate.")] = "val",
+    predictions: Annotated[
+        Path | None, typer.Option("--predictions", help="Folder of KITTI result files (label_2 + score).")
+    ] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the metrics as JSON here.")] = None,
+    device: Annotated[str, typer.Option("--device", help="cpu, cuda or auto (checkpoints).")] = "auto",
+    batch: Annotated[int, typer.Option("--batch", min=1, help="Images per inference batch.")] = 8,
+) -> None:
+    """COCO AP/AP50/AP75/APs/APm/APl and KITTI AP|R40 + AP|R11 per class and difficulty."""
+    from edgekd.data.loader import load_dataset
+    from edgekd.evaluate import evaluate_detections
+    from edgekd.evaluate.report import results_table, write_results_json
+
+    if (model is None) == (predictions is None):
+        raise EdgeKDError("give either a model file or --predictions DIR (exactly one)")
+    if predictions is not None:
+        dataset = load_dataset(data, split)
+        detections = predictions_from_dir(predictions, dataset)
+    else:
+        dataset, detections = predictions_from_checkpoint(model, data, split, device, batch)
+    results = evaluate_detections(dataset, detections)
+    console = Console()
+    for table in results_table(results):
+        console.print(table)
+    if json_out is not None:
+        write_results_json(json_out, results)
+        console.print(f"metrics written to {json_out}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("eval", help="Evaluate a checkpoint or KITTI result files (COCO + KITTI AP).")(eval_command)

@@ -1,0 +1,1 @@
+"""Detector zoo and the adapter every KD method, exporter and benchmark talks to."""

@@ -1,0 +1,148 @@
+"""The detector adapter (design.md): one small interface every KD loss, trainer and exporter uses.
+
+A `Detector` takes images already resized to its fixed input size, as float RGB in [0, 255], shape (B, 3, H, W).
+Teacher and student share `preprocess` (ImageNet mean/std), so their FPN maps align cell for cell.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torchvision.models.detection.backbone_utils import BackboneWithFPN
+from torchvision.ops import batched_nms
+
+from edgekd.data.records import Detections
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+Targets = list[dict[str, Tensor]]
+"""Per image {"boxes": (N, 4) float xyxy in network-input pixels, "labels": (N,) int64 in 0..K-1}."""
+
+
+@dataclass
+class DetectorConfig:
+    """Everything needed to rebuild a detector and to pre/post-process for it (stored in checkpoints)."""
+
+    name: str
+    classes: tuple[str, ...]
+    input_size: tuple[int, int]  # (height, width) of the network input
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    score_thresh: float = 0.05
+    nms_thresh: float = 0.5
+    max_detections: int = 100
+    topk_candidates: int = 1000
+    extra: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["classes"] = list(self.classes)
+        data["input_size"] = list(self.input_size)
+        data["mean"], data["std"] = list(self.mean), list(self.std)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> DetectorConfig:
+        values = dict(data)
+        for key in ("classes", "input_size", "mean", "std"):
+            values[key] = tuple(values[key])
+        return cls(**values)
+
+
+class Detector(nn.Module, ABC):
+    """Adapter over a torchvision detector family; see design.md, "The one abstraction that matters"."""
+
+    family: str = ""
+    strides: tuple[int, ...] = ()
+
+    def __init__(self, backbone: BackboneWithFPN, config: DetectorConfig) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.config = config
+        self.register_buffer("pixel_mean", torch.tensor(config.mean).view(1, 3, 1, 1) * 255.0, persistent=False)
+        self.register_buffer("pixel_std", torch.tensor(config.std).view(1, 3, 1, 1) * 255.0, persistent=False)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.config.classes)
+
+    @property
+    def out_channels(self) -> int:
+        return self.backbone.out_channels
+
+    def preprocess(self, images: Tensor) -> Tensor:
+        """Normalise a (B, 3, H, W) RGB batch in [0, 255] with the detector's mean and std."""
+        return (images.float() - self.pixel_mean) / self.pixel_std
+
+    def features(self, x: Tensor) -> list[Tensor]:
+        """Neck (FPN) maps ordered by stride (see `strides`)."""
+        return list(self.backbone(x).values())
+
+    @abstractmethod
+    def head(self, features: list[Tensor]) -> dict:
+        """Head outputs computed from given features."""
+
+    @abstractmethod
+    def loss(self, head_out: dict, features: list[Tensor], targets: Targets) -> dict[str, Tensor]:
+        """Detection losses from given head outputs and features; independent of `self.training`."""
+
+    @abstractmethod
+    def priors(self, features: list[Tensor]) -> list[Tensor]:
+        """Anchors (or virtual square priors for anchor-free heads) per level, (H*W*A, 4) xyxy, row-major."""
+
+    @abstractmethod
+    def anchors_per_location(self) -> list[int]:
+        """Number of priors per feature-map cell, per level."""
+
+    @abstractmethod
+    def decode(self, head_out: dict, features: list[Tensor]) -> tuple[Tensor, Tensor]:
+        """Candidate boxes (B, N, 4) xyxy in network pixels and class scores (B, N, K) in [0, 1]."""
+
+    def raw(self, images: Tensor) -> tuple[Tensor, Tensor]:
+        """Tensor-only, export-friendly forward: images (B, 3, H, W) in [0, 255] -> (boxes, scores)."""
+        features = self.features(self.preprocess(images))
+        return self.decode(self.head(features), features)
+
+    def forward(self, images: Tensor) -> tuple[Tensor, Tensor]:
+        return self.raw(images)
+
+    def postprocess(self, boxes: Tensor, scores: Tensor, scales: Tensor | None = None) -> list[Detections]:
+        """Score threshold, top-k, class-wise NMS, max detections; boxes back to original pixels.
+
+        `scales` (B, 2) holds (sx, sy) = network size / original size per image.
+        """
+        cfg = self.config
+        results = []
+        for index in range(boxes.shape[0]):
+            flat_scores = scores[index].flatten()
+            candidates = torch.nonzero(flat_scores > cfg.score_thresh).squeeze(1)
+            if candidates.numel() > cfg.topk_candidates:
+                top = flat_scores[candidates].topk(cfg.topk_candidates).indices
+                candidates = candidates[top]
+            box_index = candidates // self.num_classes
+            labels = candidates % self.num_classes
+            image_boxes = boxes[index][box_index]
+            image_scores = flat_scores[candidates]
+            keep = batched_nms(image_boxes, image_scores, labels, cfg.nms_thresh)[: cfg.max_detections]
+            image_boxes = image_boxes[keep]
+            if scales is not None:
+                image_boxes = image_boxes / scales[index].repeat(2)
+            results.append(
+                Detections(
+                    image_boxes.detach().cpu().numpy().astype(np.float32),
+                    image_scores[keep].detach().cpu().numpy().astype(np.float32),
+                    labels[keep].detach().cpu().numpy().astype(np.int64),
+                )
+            )
+        return results
+
+    @torch.no_grad()
+    def predict(self, images: Tensor, scales: Tensor | None = None) -> list[Detections]:
+        """Inference on a resized batch; see `postprocess` for `scales`."""
+        boxes, scores = self.raw(images)
+        return self.postprocess(boxes, scores, scales)

@@ -1,0 +1,1 @@
+"""Training loop shared by `edgekd train` and `edgekd distill`."""
