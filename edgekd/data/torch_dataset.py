@@ -4,28 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from PIL import Image
 from torch import Tensor
 from torch.utils.data import DataLoader
 from torch.utils.data import Dataset as TorchDataset
 
+from edgekd.data.images import load_resized
 from edgekd.data.records import Dataset
-from edgekd.data.transforms import AugmentConfig, augment, resize
-from edgekd.errors import EdgeKDError
+from edgekd.data.transforms import AugmentConfig, augment
 
 _CACHE_LIMIT_BYTES = 4 * 1024**3
-
-
-def read_image(path) -> Tensor:
-    """Decode an image file to a (3, H, W) uint8 RGB tensor; a missing or unreadable file is named."""
-    try:
-        with Image.open(path) as image:
-            array = np.asarray(image.convert("RGB"))
-    except FileNotFoundError as error:
-        raise EdgeKDError(f"image not found: {path}") from error
-    except OSError as error:
-        raise EdgeKDError(f"cannot read image {path}: {error}") from error
-    return torch.from_numpy(array.copy()).permute(2, 0, 1)
 
 
 class DetectionDataset(TorchDataset):
@@ -55,8 +42,8 @@ class DetectionDataset(TorchDataset):
     def _resized(self, index: int) -> Tensor:
         if self._cache is not None and index in self._cache:
             return self._cache[index]
-        image = resize(read_image(self.dataset.records[index].image_path), self.input_size)
-        image = image.round().clamp(0, 255).to(torch.uint8)
+        array, _ = load_resized(self.dataset.records[index].image_path, self.input_size)
+        image = torch.from_numpy(array.copy()).permute(2, 0, 1).contiguous()
         if self._cache is not None:
             self._cache[index] = image
         return image

@@ -30,11 +30,6 @@ class AugmentConfig:
         return cls(flip=0.0, scale_range=(1.0, 1.0), brightness=0.0, contrast=0.0, saturation=0.0)
 
 
-def resize(image: Tensor, size: tuple[int, int]) -> Tensor:
-    """Resize a (3, H, W) uint8 image to `size` = (height, width), antialiased bilinear; returns float32."""
-    return F.interpolate(image[None].float(), size=size, mode="bilinear", antialias=True, align_corners=False)[0]
-
-
 def flip(image: Tensor, boxes: Tensor) -> tuple[Tensor, Tensor]:
     width = image.shape[-1]
     flipped = boxes.clone()

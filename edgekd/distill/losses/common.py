@@ -1,0 +1,67 @@
+"""Pieces several KD losses share: student->teacher adaptation layers and prior-to-GT matching.
+
+Adaptation layers belong to the loss (they train with the student and are dropped at export). Kinds:
+`conv1x1`, `conv3x3` (stride 1, padding 1, with bias), `auto` (1x1 conv only where channel counts differ,
+identity elsewhere: the GKD/FGD reference code) and `none` (identity; channel counts must match).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+from torchvision.ops import box_iou
+
+from edgekd.errors import EdgeKDError
+
+ADAPTER_KINDS = ("conv1x1", "conv3x3", "auto", "none")
+ADAPTER_INITS = ("default", "tiny")
+TINY_INIT_STD = 1e-4
+
+
+def make_adapters(
+    loss_name: str,
+    student_channels: Sequence[int],
+    teacher_channels: Sequence[int],
+    levels: Sequence[int],
+    kind: str,
+    init: str = "default",
+) -> nn.ModuleList:
+    """One adaptation layer per distilled level (entry k adapts level `levels[k]`).
+
+    init `tiny`: weights from N(0, 1e-4) truncated at 2 sigma, bias 0 (FGFI, Wang et al. 2019: the reference
+    draws `normal_().fmod_(2) * 1e-4` and leaves the bias at PyTorch's default; we zero it so the adapted
+    student starts at exactly 0 instead of at a random constant). `default`: PyTorch's own conv init.
+    """
+    layers: list[nn.Module] = []
+    for level in levels:
+        cs, ct = student_channels[level], teacher_channels[level]
+        if kind == "none" or (kind == "auto" and cs == ct):
+            if cs != ct:
+                raise EdgeKDError(
+                    f"loss '{loss_name}': option adapter='none' needs equal channels, level {level} has "
+                    f"student {cs} vs teacher {ct}"
+                )
+            layers.append(nn.Identity())
+            continue
+        size = 3 if kind == "conv3x3" else 1
+        conv = nn.Conv2d(cs, ct, kernel_size=size, stride=1, padding=size // 2)
+        if init == "tiny":
+            nn.init.trunc_normal_(conv.weight, std=TINY_INIT_STD, a=-2 * TINY_INIT_STD, b=2 * TINY_INIT_STD)
+            nn.init.zeros_(conv.bias)
+        layers.append(conv)
+    return nn.ModuleList(layers)
+
+
+def match_to_gt(boxes: Tensor, gt_boxes: Tensor, iou_threshold: float) -> tuple[Tensor, Tensor]:
+    """Indices of `boxes` whose best IoU with a GT box is >= threshold, and that GT's index for each.
+
+    Both outputs are int64 of equal length (0 when there is no GT or no box qualifies).
+    """
+    empty = torch.zeros(0, dtype=torch.long, device=boxes.device)
+    if gt_boxes.shape[0] == 0 or boxes.shape[0] == 0:
+        return empty, empty
+    best_iou, best_gt = box_iou(boxes.float(), gt_boxes.float().to(boxes.device)).max(dim=1)
+    positive = torch.nonzero(best_iou >= iou_threshold).flatten()
+    return positive, best_gt[positive]

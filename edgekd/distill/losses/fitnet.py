@@ -1,0 +1,50 @@
+"""FitNets-style hint baseline: plain L2 between the adapted student and the teacher over whole neck maps.
+
+Romero, Ballas, Kahou, Chassang, Gatta, Bengio, "FitNets: Hints for Thin Deep Nets", ICLR 2015,
+arXiv:1412.6550, eq. 3 (L_HT = 1/2 ||u_h(x) - r(v_g(x))||^2, r a regressor on the student's guided layer).
+kd-methods.md section 5 lists it among the baselines the detection-KD papers compare against. edgekd's form:
+
+    L = sum_l mean_{b,c,h,w} (f_adapt(S_l) - T_l)^2
+
+with a 1x1 conv adapter on every distilled level (kept even when channel counts match). It needs no GT.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from edgekd.distill.losses.base import LEVELS_OPTION, WEIGHT_HELP, KDInputs, KDLoss, Option, non_negative
+from edgekd.distill.losses.common import ADAPTER_INITS, ADAPTER_KINDS, make_adapters
+
+
+class FitNetLoss(KDLoss):
+    """Whole-map MSE per level, summed over levels (module docstring)."""
+
+    name = "fitnet"
+    options = {
+        "weight": Option(1.0, (float,), non_negative, help=WEIGHT_HELP),
+        "levels": LEVELS_OPTION,
+        "adapter": Option("conv1x1", (str,), choices=ADAPTER_KINDS),
+        "adapter_init": Option("default", (str,), choices=ADAPTER_INITS),
+    }
+
+    def __init__(self, student_channels: Sequence[int], teacher_channels: Sequence[int], **options: Any) -> None:
+        super().__init__(student_channels, teacher_channels, options)
+        cfg = self.config
+        self.adapters = make_adapters(
+            self.name, self.student_channels, self.teacher_channels, self.levels, cfg["adapter"], cfg["adapter_init"]
+        )
+
+    def compute(self, inputs: KDInputs) -> tuple[Tensor, dict[str, Tensor]]:
+        total = inputs.student_feats[0].new_zeros((), dtype=torch.float32)
+        parts: dict[str, Tensor] = {}
+        for adapter, level in zip(self.adapters, self.levels, strict=True):
+            adapted = adapter(inputs.student_feats[level]).float()
+            level_loss = (adapted - inputs.teacher_feats[level].float()).pow(2).mean()
+            total = total + level_loss
+            parts[f"l{level}"] = level_loss
+        return total, parts

@@ -1,0 +1,121 @@
+"""The distillation training objective: student detection losses + weighted KD losses against a frozen teacher.
+
+Teacher and student see the same preprocessed batch. The teacher stays in eval mode with every parameter frozen
+(BN statistics untouched); for gradient-guided KD its detection loss is differentiated w.r.t. its *features* only.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from edgekd.distill.losses import build_loss
+from edgekd.distill.losses.base import KDInputs
+from edgekd.models.detector import Detector, Targets
+from edgekd.models.two_stage import FasterRCNNDetector
+from edgekd.train.objective import DetectionObjective, StepInfo
+
+_NEEDS_TEACHER_GRADS = {"gkd"}
+_NEEDS_LOGITS = {"logits", "global"}
+_LOGIT_PROPOSALS_PER_IMAGE = 128
+
+
+def freeze(teacher: Detector) -> Detector:
+    teacher.eval()
+    for parameter in teacher.parameters():
+        parameter.requires_grad_(False)
+    return teacher
+
+
+class DistillObjective(DetectionObjective):
+    """`detector` is the student; `losses` (name -> KDLoss) own their adaptation layers."""
+
+    def __init__(self, student: Detector, teacher: Detector, loss_options: dict[str, dict]) -> None:
+        super().__init__(student)
+        self.teacher = freeze(teacher)
+        student_channels = [student.out_channels] * len(student.strides)
+        teacher_channels = [teacher.out_channels] * len(teacher.strides)
+        self.losses = nn.ModuleDict(
+            {
+                name: build_loss(name, options, student_channels, teacher_channels)
+                for name, options in loss_options.items()
+            }
+        )
+
+    def train(self, mode: bool = True) -> DistillObjective:
+        super().train(mode)
+        self.teacher.eval()
+        return self
+
+    def forward(self, images: Tensor, targets: Targets, info: StepInfo) -> tuple[Tensor, dict[str, float]]:
+        student, teacher = self.detector, self.teacher
+        x = student.preprocess(images)
+        student_feats = student.features(x)
+        student_head = student.head(student_feats)
+        losses = student.loss(student_head, student_feats, targets)
+        with torch.no_grad():
+            teacher_feats = teacher.features(x)
+        inputs = KDInputs(
+            student_feats=student_feats,
+            teacher_feats=teacher_feats,
+            strides=list(student.strides),
+            image_size=tuple(student.config.input_size),
+            gt_boxes=[t["boxes"] for t in targets],
+            gt_labels=[t["labels"] for t in targets],
+            priors=student.priors(student_feats),
+            anchors_per_location=student.anchors_per_location(),
+            step=info.step,
+            epoch=info.epoch,
+            max_epochs=info.max_epochs,
+        )
+        if _NEEDS_TEACHER_GRADS & set(self.losses):
+            inputs.teacher_feature_grads = self.teacher_feature_grads(teacher_feats, targets)
+        if _NEEDS_LOGITS & set(self.losses):
+            self.add_logits(inputs, student_head, student_feats, teacher_feats)
+        parts = {name: float(value.detach()) for name, value in losses.items()}
+        total = sum(losses.values())
+        for name, loss in self.losses.items():
+            value, logged = loss(inputs)
+            total = total + value
+            parts[f"loss_{name}"] = float(value.detach())
+            parts.update({f"{name}/{key}": item for key, item in logged.items()})
+        return total, parts
+
+    def teacher_feature_grads(self, teacher_feats: list[Tensor], targets: Targets) -> list[Tensor]:
+        """d(teacher detection loss against the GT)/d(teacher FPN features), same batch; weights untouched."""
+        leaves = [f.detach().float().requires_grad_(True) for f in teacher_feats]
+        with torch.enable_grad():
+            losses = self.teacher.loss(self.teacher.head(leaves), leaves, targets)
+            grads = torch.autograd.grad(sum(losses.values()), leaves, allow_unused=True)
+        return [torch.zeros_like(leaf) if g is None else g.detach() for leaf, g in zip(leaves, grads)]
+
+    def add_logits(
+        self, inputs: KDInputs, student_head: dict, student_feats: list[Tensor], teacher_feats: list[Tensor]
+    ) -> None:
+        """Class logits of student and teacher on the same boxes: all priors (one-stage) or the student's
+        top RPN proposals (two-stage, softmax over background + classes)."""
+        student, teacher = self.detector, self.teacher
+        if isinstance(student, FasterRCNNDetector):
+            proposals = [p[:_LOGIT_PROPOSALS_PER_IMAGE].detach() for p in student.proposals(student_head)]
+            student_logits = student.roi_outputs(student_feats, proposals)[0]
+            with torch.no_grad():
+                teacher_logits = teacher.roi_outputs(teacher_feats, proposals)[0]
+            sizes = [p.shape[0] for p in proposals]
+            inputs.student_logits = list(student_logits.split(sizes))
+            inputs.teacher_logits = list(teacher_logits.split(sizes))
+            inputs.logit_boxes = proposals
+            inputs.logit_activation = "softmax"
+            return
+        with torch.no_grad():
+            teacher_logits = teacher.class_logits(teacher.head(teacher_feats))
+        priors = torch.cat(inputs.priors)
+        inputs.student_logits = list(student.class_logits(student_head).unbind(0))
+        inputs.teacher_logits = list(teacher_logits.unbind(0))
+        inputs.logit_boxes = [priors] * len(inputs.student_logits)
+        inputs.logit_activation = "sigmoid"
+
+    def extra_state(self) -> dict:
+        return {"losses": self.losses.state_dict()}
+
+    def load_extra_state(self, state: dict) -> None:
+        self.losses.load_state_dict(state["losses"])

@@ -1,0 +1,104 @@
+"""The detector adapter: every family's tiny student builds, trains, decodes, and round-trips a checkpoint."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from edgekd.errors import EdgeKDError
+from edgekd.models.checkpoint import atomic_torch_save, detector_payload, load_detector, read_checkpoint
+from edgekd.models.complexity import count_parameters, gflops
+from edgekd.models.detector import DetectorConfig
+from edgekd.models.zoo import ZOO, build_detector
+
+CLASSES = ("Car", "Pedestrian", "Cyclist")
+STUDENTS = ["retinanet_mobilenet_v3_lite", "fcos_mobilenet_v3_lite", "fasterrcnn_mobilenet_v3_lite"]
+
+
+def _targets() -> list[dict[str, torch.Tensor]]:
+    return [
+        {"boxes": torch.tensor([[10.0, 20.0, 60.0, 50.0], [100.0, 10.0, 116.0, 60.0]]), "labels": torch.tensor([0, 1])},
+        {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64)},
+    ]
+
+
+def test_zoo_has_three_families_with_three_backbones_and_lite_students():
+    for family in ("retinanet", "fcos", "fasterrcnn"):
+        for backbone in ("resnet50", "resnet18", "mobilenet_v3", "resnet18_lite", "mobilenet_v3_lite"):
+            assert f"{family}_{backbone}" in ZOO
+
+
+@pytest.mark.parametrize("name", STUDENTS)
+def test_adapter_contract(name):
+    torch.manual_seed(0)
+    detector = build_detector(DetectorConfig(name, CLASSES, (64, 128)))
+    images = torch.rand(2, 3, 64, 128) * 255
+    features = detector.features(detector.preprocess(images))
+    assert len(features) == len(detector.strides) == 5
+    for feature, stride in zip(features, detector.strides):
+        # ceil division: the last levels of a 64-px-high input are 1 cell high
+        assert feature.shape[2] == -(-64 // stride) and feature.shape[3] == -(-128 // stride)
+    priors = detector.priors(features)
+    for prior, feature, per_cell in zip(priors, features, detector.anchors_per_location()):
+        assert prior.shape == (feature.shape[2] * feature.shape[3] * per_cell, 4)
+    losses = detector.loss(detector.head(features), features, _targets())
+    total = sum(losses.values())
+    assert torch.isfinite(total)
+    total.backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in detector.backbone.parameters())
+    detector.eval()
+    with torch.no_grad():
+        boxes, scores = detector.raw(images)
+    assert boxes.shape[:2] == scores.shape[:2] and scores.shape[2] == 3
+    assert float(boxes[..., 0::2].min()) >= 0 and float(boxes[..., 0::2].max()) <= 128
+
+
+def test_postprocess_maps_boxes_back_to_original_pixels():
+    detector = build_detector(DetectorConfig("retinanet_mobilenet_v3_lite", CLASSES, (64, 128))).eval()
+    boxes = torch.tensor([[[10.0, 10.0, 30.0, 20.0], [11.0, 10.0, 31.0, 20.0], [50.0, 5.0, 60.0, 60.0]]])
+    scores = torch.tensor([[[0.9, 0.0, 0.0], [0.8, 0.0, 0.0], [0.0, 0.6, 0.01]]])
+    (result,) = detector.postprocess(boxes, scores, torch.tensor([[0.5, 0.25]]))
+    # box 2 overlaps box 1 with IoU 19/21 > 0.5 -> suppressed; 0.01 is under the 0.05 score threshold
+    assert result.labels.tolist() == [0, 1]
+    assert result.boxes.tolist() == [[20.0, 40.0, 60.0, 80.0], [100.0, 20.0, 120.0, 240.0]]
+    assert result.scores.tolist() == pytest.approx([0.9, 0.6])
+
+
+def test_checkpoint_round_trip_is_weights_only_and_exact(tmp_path):
+    torch.manual_seed(1)
+    detector = build_detector(DetectorConfig("fcos_mobilenet_v3_lite", CLASSES, (64, 128))).eval()
+    path = tmp_path / "model.pt"
+    atomic_torch_save(detector_payload(detector, metrics={"AP": 1.0}), path)
+    assert [p.name for p in tmp_path.iterdir()] == ["model.pt"]  # no temporary left behind
+    loaded, payload = load_detector(path)
+    assert payload["config"]["classes"] == list(CLASSES) and payload["metrics"] == {"AP": 1.0}
+    images = torch.rand(1, 3, 64, 128) * 255
+    with torch.no_grad():
+        pairs = list(zip(detector.raw(images), loaded.raw(images)))
+    for expected, actual in pairs:
+        assert torch.equal(expected, actual)
+
+
+def test_bad_checkpoints_fail_cleanly(tmp_path):
+    with pytest.raises(EdgeKDError, match="not found"):
+        read_checkpoint(tmp_path / "missing.pt")
+    (tmp_path / "junk.pt").write_text("not a checkpoint")
+    with pytest.raises(EdgeKDError, match="cannot read"):
+        read_checkpoint(tmp_path / "junk.pt")
+    torch.save({"weights": torch.zeros(1)}, tmp_path / "foreign.pt")
+    with pytest.raises(EdgeKDError, match="not an edgekd checkpoint"):
+        read_checkpoint(tmp_path / "foreign.pt")
+
+
+def test_unknown_model_and_bad_size_are_clear_errors():
+    with pytest.raises(EdgeKDError, match="unknown model 'yolo'"):
+        build_detector(DetectorConfig("yolo", CLASSES, (64, 128)))
+    with pytest.raises(EdgeKDError, match="multiples of 32"):
+        build_detector(DetectorConfig("retinanet_mobilenet_v3_lite", CLASSES, (60, 128)))
+
+
+def test_lite_student_is_smaller_than_teacher():
+    teacher = build_detector(DetectorConfig("retinanet_resnet50", CLASSES, (64, 128)))
+    student = build_detector(DetectorConfig("retinanet_mobilenet_v3_lite", CLASSES, (64, 128)))
+    assert count_parameters(student) * 5 < count_parameters(teacher)
+    assert gflops(student) * 5 < gflops(teacher)
