@@ -9,8 +9,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from edgekd.data.torch_dataset import DetectionDataset
 from edgekd.distill.losses import build_loss
 from edgekd.distill.losses.base import KDInputs
+from edgekd.distill.losses.global_prototypes import batch_instance_features, pgm_candidates
 from edgekd.models.detector import Detector, Targets
 from edgekd.models.two_stage import FasterRCNNDetector
 from edgekd.train.objective import DetectionObjective, StepInfo
@@ -30,9 +32,17 @@ def freeze(teacher: Detector) -> Detector:
 class DistillObjective(DetectionObjective):
     """`detector` is the student; `losses` (name -> KDLoss) own their adaptation layers."""
 
-    def __init__(self, student: Detector, teacher: Detector, loss_options: dict[str, dict]) -> None:
+    def __init__(
+        self,
+        student: Detector,
+        teacher: Detector,
+        loss_options: dict[str, dict],
+        prototype_source: DetectionDataset | None = None,
+    ) -> None:
         super().__init__(student)
         self.teacher = freeze(teacher)
+        self.prototype_source = prototype_source
+        self._teacher_instances: tuple[Tensor, list[Tensor]] | None = None
         student_channels = [student.out_channels] * len(student.strides)
         teacher_channels = [teacher.out_channels] * len(teacher.strides)
         self.losses = nn.ModuleDict(
@@ -113,6 +123,42 @@ class DistillObjective(DetectionObjective):
         inputs.teacher_logits = list(teacher_logits.unbind(0))
         inputs.logit_boxes = [priors] * len(inputs.student_logits)
         inputs.logit_activation = "sigmoid"
+
+    def on_epoch_start(self, epoch: int) -> None:
+        """Global KD's Prototype Generation Module runs every `pgm_every` epochs (Tang et al., ECCV 2022)."""
+        if "global" not in self.losses or self.prototype_source is None:
+            return
+        if epoch % self.losses["global"].config["pgm_every"] == 0:
+            self.losses["global"].fit_prototypes(*self.instance_features())
+
+    @torch.no_grad()
+    def instance_features(self) -> tuple[Tensor, list[Tensor], list[Tensor]]:
+        """Labels and per-level student / teacher features of the prototype candidates (un-augmented training
+        images, GT boxes larger than `pgm_min_size`, at most `pgm_max_samples` images); the frozen teacher's are
+        computed once and cached."""
+        cfg = self.losses["global"].config
+        student, teacher = self.detector, self.teacher
+        was_training = student.training
+        student.eval()
+        device = next(student.parameters()).device
+        labels, student_feats, teacher_feats = [], [], []
+        count = min(len(self.prototype_source), cfg["pgm_max_samples"])
+        for start in range(0, count, 8):
+            batch = [self.prototype_source[i] for i in range(start, min(start + 8, count))]
+            images = torch.stack([sample[0] for sample in batch]).to(device)
+            keep = [pgm_candidates(sample[1]["boxes"], cfg["pgm_min_size"]) for sample in batch]
+            boxes = [sample[1]["boxes"][k].to(device) for sample, k in zip(batch, keep)]
+            labels += [sample[1]["labels"][k] for sample, k in zip(batch, keep)]
+            x = student.preprocess(images)
+            student_feats.append(batch_instance_features(student.features(x), boxes, student.strides))
+            if self._teacher_instances is None:
+                teacher_feats.append(batch_instance_features(teacher.features(x), boxes, teacher.strides))
+        student.train(was_training)
+        all_labels = torch.cat(labels).to(device)
+        per_level_student = [torch.cat(level) for level in zip(*student_feats)]
+        if self._teacher_instances is None:
+            self._teacher_instances = (all_labels, [torch.cat(level) for level in zip(*teacher_feats)])
+        return all_labels, per_level_student, self._teacher_instances[1]
 
     def extra_state(self) -> dict:
         return {"losses": self.losses.state_dict()}

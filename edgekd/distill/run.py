@@ -10,6 +10,7 @@ from rich.console import Console
 
 from edgekd.commands.options import parse_size
 from edgekd.data.records import Dataset
+from edgekd.data.torch_dataset import DetectionDataset
 from edgekd.distill.objective import DistillObjective
 from edgekd.distill.pairing import check_pair, inherit_from_teacher
 from edgekd.distill.recipe import Recipe
@@ -64,6 +65,7 @@ def build_distill_trainer(
     if recipe.inherit:
         copied, total = inherit_from_teacher(teacher, student)
         console.print(f"inheriting strategy: {copied}/{total} neck and head tensors copied from the teacher")
-    objective = DistillObjective(student, teacher, recipe.losses)
+    prototype_source = DetectionDataset(train_data, student_config.input_size) if "global" in recipe.losses else None
+    objective = DistillObjective(student, teacher, recipe.losses, prototype_source)
     extra = {"recipe": recipe.to_dict(), "teacher": str(teacher_path), "teacher_model": payload["config"]["name"]}
     return Trainer(objective, train_data, val_data, out_dir, options, extra)

@@ -65,6 +65,14 @@ def load_pretrained_backbone(classifier: nn.Module, path: Path) -> None:
         )
 
 
+def _track_batch_statistics(module: nn.Module) -> None:
+    """BN momentum 0.1 everywhere: torchvision's MobileNetV3 uses 0.01, tuned for long ImageNet schedules, whose
+    running statistics lag far behind the weights in a short from-scratch detection run."""
+    for layer in module.modules():
+        if isinstance(layer, nn.BatchNorm2d):
+            layer.momentum = 0.1
+
+
 def build_fpn_backbone(
     backbone: str,
     out_channels: int,
@@ -74,6 +82,7 @@ def build_fpn_backbone(
 ) -> BackboneWithFPN:
     """Backbone stages from `first_stage` (0 = stride 4, 1 = stride 8) to stride 32, an FPN and extra levels."""
     classifier, body, names, channels = _classifier(backbone)
+    _track_batch_statistics(classifier)
     if pretrained_backbone is not None:
         load_pretrained_backbone(classifier, pretrained_backbone)
     return_layers = {name: str(i) for i, name in enumerate(names[first_stage:])}
