@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -13,6 +14,7 @@ from rich.console import Console
 from edgekd.bench.timing import summarize_times, time_calls
 from edgekd.data.records import Dataset
 from edgekd.data.synth import render_dataset
+from edgekd.data.synth_config import SynthConfig
 from edgekd.distill.recipe import Recipe
 from edgekd.distill.run import build_distill_trainer
 from edgekd.evaluate import evaluate_detections
@@ -26,17 +28,26 @@ from edgekd.train.trainer import Trainer, TrainOptions, summarize
 
 
 def ensure_synthetic(
-    root: Path, size: tuple[int, int], n_train: int, n_val: int, seed: int, console: Console, workers: int = 2
+    root: Path,
+    size: tuple[int, int],
+    n_train: int,
+    n_val: int,
+    seed: int,
+    console: Console,
+    config: SynthConfig | None = None,
+    workers: int = 2,
 ) -> None:
     """Render the synthetic set into `root` unless it already holds exactly this one."""
+    config = config or SynthConfig()
     marker = root / "edgekd_synth.json"
-    wanted = {"size": list(size), "n_train": n_train, "n_val": n_val, "seed": seed}
+    wanted = {"size": list(size), "n_train": n_train, "n_val": n_val, "seed": seed, "config": asdict(config)}
+    wanted = json.loads(json.dumps(wanted))  # tuples -> lists, as read back
     if marker.is_file() and json.loads(marker.read_text()) == wanted:
         console.print(f"[dim]reusing synthetic data in {root}[/]")
         return
     shutil.rmtree(root, ignore_errors=True)
     console.print(f"rendering {n_train}+{n_val} synthetic driving scenes at {size[0]}x{size[1]} into {root}")
-    render_dataset(root, n_train, n_val, size=size, seed=seed, workers=workers, progress=not console.quiet)
+    render_dataset(root, n_train, n_val, size, seed, workers, config, progress=not console.quiet)
     marker.write_text(json.dumps(wanted))
 
 
