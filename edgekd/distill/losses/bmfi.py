@@ -23,8 +23,6 @@ channels differ (`auto`, the reference's align conv).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from typing import Any
 
 import torch
 from torch import Tensor
@@ -33,12 +31,11 @@ from edgekd.distill.losses.base import (
     LEVELS_OPTION,
     WEIGHT_HELP,
     KDInputs,
-    KDLoss,
     Option,
     non_negative,
     positive,
 )
-from edgekd.distill.losses.common import ADAPTER_INITS, ADAPTER_KINDS, make_adapters
+from edgekd.distill.losses.common import ADAPTER_INITS, ADAPTER_KINDS, AdaptedFeatureLoss
 
 
 def fgd_attention(feat: Tensor, temp: float) -> tuple[Tensor, Tensor]:
@@ -93,7 +90,7 @@ def bmfi_terms(student: Tensor, teacher: Tensor, masks: Tensor, temp: float) -> 
     return box_grain, attention_grain, global_grain
 
 
-class BMFILoss(KDLoss):
+class BMFILoss(AdaptedFeatureLoss):
     """Box / attention / global grains of feature imitation (module docstring).
 
     Defaults are the reference class defaults (alpha 0.001, gamma 0.001, lambda 0, temp 0.5); note that
@@ -111,13 +108,6 @@ class BMFILoss(KDLoss):
         "adapter": Option("auto", (str,), choices=ADAPTER_KINDS),
         "adapter_init": Option("default", (str,), choices=ADAPTER_INITS),
     }
-
-    def __init__(self, student_channels: Sequence[int], teacher_channels: Sequence[int], **options: Any) -> None:
-        super().__init__(student_channels, teacher_channels, options)
-        cfg = self.config
-        self.adapters = make_adapters(
-            self.name, self.student_channels, self.teacher_channels, self.levels, cfg["adapter"], cfg["adapter_init"]
-        )
 
     def compute(self, inputs: KDInputs) -> tuple[Tensor, dict[str, Tensor]]:
         cfg = self.config

@@ -8,11 +8,13 @@ identity elsewhere: the GKD/FGD reference code) and `none` (identity; channel co
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 from torchvision.ops import box_iou
 
+from edgekd.distill.losses.base import KDLoss
 from edgekd.errors import EdgeKDError
 
 ADAPTER_KINDS = ("conv1x1", "conv3x3", "auto", "none")
@@ -65,3 +67,15 @@ def match_to_gt(boxes: Tensor, gt_boxes: Tensor, iou_threshold: float) -> tuple[
     best_iou, best_gt = box_iou(boxes.float(), gt_boxes.float().to(boxes.device)).max(dim=1)
     positive = torch.nonzero(best_iou >= iou_threshold).flatten()
     return positive, best_gt[positive]
+
+
+class AdaptedFeatureLoss(KDLoss):
+    """A feature-imitation loss with one adaptation layer per distilled level (options `adapter`, `adapter_init`),
+    owned by the loss so it trains with the student and is dropped with the loss at export."""
+
+    def __init__(self, student_channels: Sequence[int], teacher_channels: Sequence[int], **options: Any) -> None:
+        super().__init__(student_channels, teacher_channels, options)
+        cfg = self.config
+        self.adapters = make_adapters(
+            self.name, self.student_channels, self.teacher_channels, self.levels, cfg["adapter"], cfg["adapter_init"]
+        )

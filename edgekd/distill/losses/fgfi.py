@@ -18,7 +18,6 @@ post-ReLU; `relu=True` restores the original); `warmup_steps` zeroes the loss fo
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import torch
 from torch import Tensor
@@ -28,14 +27,13 @@ from edgekd.distill.losses.base import (
     LEVELS_OPTION,
     WEIGHT_HELP,
     KDInputs,
-    KDLoss,
     Option,
     non_negative,
     positive,
     require,
     unit_interval,
 )
-from edgekd.distill.losses.common import ADAPTER_INITS, ADAPTER_KINDS, make_adapters
+from edgekd.distill.losses.common import ADAPTER_INITS, ADAPTER_KINDS, AdaptedFeatureLoss
 from edgekd.errors import EdgeKDError
 
 
@@ -98,7 +96,7 @@ def masked_imitation(
     return masked_se / (norm_factor * positives.clamp(min=1.0)), positives
 
 
-class FGFILoss(KDLoss):
+class FGFILoss(AdaptedFeatureLoss):
     """FGFI masked feature imitation (module docstring); option defaults follow kd-methods.md 1(b)."""
 
     name = "fgfi"
@@ -113,13 +111,6 @@ class FGFILoss(KDLoss):
         "adapter": Option("conv3x3", (str,), choices=ADAPTER_KINDS),
         "adapter_init": Option("tiny", (str,), choices=ADAPTER_INITS),
     }
-
-    def __init__(self, student_channels: Sequence[int], teacher_channels: Sequence[int], **options: Any) -> None:
-        super().__init__(student_channels, teacher_channels, options)
-        cfg = self.config
-        self.adapters = make_adapters(
-            self.name, self.student_channels, self.teacher_channels, self.levels, cfg["adapter"], cfg["adapter_init"]
-        )
 
     def compute(self, inputs: KDInputs) -> tuple[Tensor, dict[str, Tensor]]:
         cfg = self.config

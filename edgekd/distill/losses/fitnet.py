@@ -11,17 +11,14 @@ with a 1x1 conv adapter on every distilled level (kept even when channel counts 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
-
 import torch
 from torch import Tensor
 
-from edgekd.distill.losses.base import LEVELS_OPTION, WEIGHT_HELP, KDInputs, KDLoss, Option, non_negative
-from edgekd.distill.losses.common import ADAPTER_INITS, ADAPTER_KINDS, make_adapters
+from edgekd.distill.losses.base import LEVELS_OPTION, WEIGHT_HELP, KDInputs, Option, non_negative
+from edgekd.distill.losses.common import ADAPTER_INITS, ADAPTER_KINDS, AdaptedFeatureLoss
 
 
-class FitNetLoss(KDLoss):
+class FitNetLoss(AdaptedFeatureLoss):
     """Whole-map MSE per level, summed over levels (module docstring)."""
 
     name = "fitnet"
@@ -31,13 +28,6 @@ class FitNetLoss(KDLoss):
         "adapter": Option("conv1x1", (str,), choices=ADAPTER_KINDS),
         "adapter_init": Option("default", (str,), choices=ADAPTER_INITS),
     }
-
-    def __init__(self, student_channels: Sequence[int], teacher_channels: Sequence[int], **options: Any) -> None:
-        super().__init__(student_channels, teacher_channels, options)
-        cfg = self.config
-        self.adapters = make_adapters(
-            self.name, self.student_channels, self.teacher_channels, self.levels, cfg["adapter"], cfg["adapter_init"]
-        )
 
     def compute(self, inputs: KDInputs) -> tuple[Tensor, dict[str, Tensor]]:
         total = inputs.student_feats[0].new_zeros((), dtype=torch.float32)

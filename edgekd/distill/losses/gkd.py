@@ -20,7 +20,6 @@ Adapter: 1x1 conv only where channels differ (`auto`, the reference's align conv
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import torch
 from torch import Tensor
@@ -29,12 +28,11 @@ from edgekd.distill.losses.base import (
     LEVELS_OPTION,
     WEIGHT_HELP,
     KDInputs,
-    KDLoss,
     Option,
     non_negative,
     require,
 )
-from edgekd.distill.losses.common import ADAPTER_INITS, ADAPTER_KINDS, make_adapters
+from edgekd.distill.losses.common import ADAPTER_INITS, ADAPTER_KINDS, AdaptedFeatureLoss
 from edgekd.errors import EdgeKDError
 
 
@@ -68,7 +66,7 @@ def weighted_imitation(student: Tensor, teacher: Tensor, weights: Tensor) -> Ten
     return (weights * se).sum(dim=(1, 2)).mean()
 
 
-class GKDLoss(KDLoss):
+class GKDLoss(AdaptedFeatureLoss):
     """Grad-CAM-weighted feature imitation (module docstring).
 
     Default weight 0.01: the released beta weighs the gradient-free CAM-L1 term and does not transfer; with
@@ -83,13 +81,6 @@ class GKDLoss(KDLoss):
         "adapter": Option("auto", (str,), choices=ADAPTER_KINDS),
         "adapter_init": Option("default", (str,), choices=ADAPTER_INITS),
     }
-
-    def __init__(self, student_channels: Sequence[int], teacher_channels: Sequence[int], **options: Any) -> None:
-        super().__init__(student_channels, teacher_channels, options)
-        cfg = self.config
-        self.adapters = make_adapters(
-            self.name, self.student_channels, self.teacher_channels, self.levels, cfg["adapter"], cfg["adapter_init"]
-        )
 
     def compute(self, inputs: KDInputs) -> tuple[Tensor, dict[str, Tensor]]:
         grads = require(

@@ -44,14 +44,13 @@ from edgekd.data.records import KITTI_CLASSES
 from edgekd.distill.losses.base import (
     WEIGHT_HELP,
     KDInputs,
-    KDLoss,
     Option,
     non_negative,
     positive,
     require,
     unit_interval,
 )
-from edgekd.distill.losses.common import ADAPTER_INITS, ADAPTER_KINDS, make_adapters, match_to_gt
+from edgekd.distill.losses.common import ADAPTER_INITS, ADAPTER_KINDS, AdaptedFeatureLoss, match_to_gt
 from edgekd.distill.losses.global_prototypes import assign_levels, generate_prototypes, instance_features
 from edgekd.distill.losses.logits import distill_kl
 from edgekd.errors import EdgeKDError
@@ -106,7 +105,7 @@ def decoupled_point_losses(
     return fg, bg
 
 
-class GlobalKDLoss(KDLoss):
+class GlobalKDLoss(AdaptedFeatureLoss):
     """RDM loss with prototype buffers (module docstring). Defaults: kd_param [[1, 0], [1], [4, 1]] and
     kd_t 2 of the reference config (fg 1, bg 4, soft 1, T 2), 10 prototypes per class and level.
 
@@ -138,12 +137,9 @@ class GlobalKDLoss(KDLoss):
     }
 
     def __init__(self, student_channels: Sequence[int], teacher_channels: Sequence[int], **options: Any) -> None:
-        super().__init__(student_channels, teacher_channels, options)
+        super().__init__(student_channels, teacher_channels, **options)
         cfg = self.config
         self.num_classes: int = cfg["num_classes"]
-        self.adapters = make_adapters(
-            self.name, self.student_channels, self.teacher_channels, self.levels, cfg["adapter"], cfg["adapter_init"]
-        )
         k = cfg["num_prototypes"]
         for level, (cs, ct) in enumerate(zip(self.student_channels, self.teacher_channels, strict=True)):
             self.register_buffer(f"proto_s_{level}", torch.zeros(self.num_classes, k, cs))

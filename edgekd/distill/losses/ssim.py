@@ -18,7 +18,6 @@ Our own implementation (no kornia dependency), checked against kornia's values i
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -29,13 +28,12 @@ from edgekd.distill.losses.base import (
     LEVELS_OPTION,
     WEIGHT_HELP,
     KDInputs,
-    KDLoss,
     Option,
     non_negative,
     odd_positive,
     positive,
 )
-from edgekd.distill.losses.common import ADAPTER_INITS, ADAPTER_KINDS, make_adapters
+from edgekd.distill.losses.common import ADAPTER_INITS, ADAPTER_KINDS, AdaptedFeatureLoss
 
 MINMAX_EPS = 1e-6
 
@@ -93,7 +91,7 @@ def ssim_dissimilarity(x: Tensor, y: Tensor, **ssim_options: Any) -> Tensor:
     return ((1.0 - ssim_map(x, y, **ssim_options)) / 2.0).clamp(0.0, 1.0).mean()
 
 
-class SSIMLoss(KDLoss):
+class SSIMLoss(AdaptedFeatureLoss):
     """SSIM-KD over the neck levels (module docstring); weight 2 (the paper's best lambda is 2 or 4)."""
 
     name = "ssim"
@@ -108,13 +106,6 @@ class SSIMLoss(KDLoss):
         "adapter": Option("conv1x1", (str,), choices=ADAPTER_KINDS),
         "adapter_init": Option("default", (str,), choices=ADAPTER_INITS),
     }
-
-    def __init__(self, student_channels: Sequence[int], teacher_channels: Sequence[int], **options: Any) -> None:
-        super().__init__(student_channels, teacher_channels, options)
-        cfg = self.config
-        self.adapters = make_adapters(
-            self.name, self.student_channels, self.teacher_channels, self.levels, cfg["adapter"], cfg["adapter_init"]
-        )
 
     def compute(self, inputs: KDInputs) -> tuple[Tensor, dict[str, Tensor]]:
         cfg = self.config
