@@ -11,7 +11,7 @@ import sys
 import typer
 from rich.console import Console
 
-from edgekd.commands import data, evaluate, models, train
+from edgekd.commands import bench, data, demo, distill, evaluate, export, models, report, train
 from edgekd.errors import EdgeKDError
 
 app = typer.Typer(
@@ -21,7 +21,7 @@ app = typer.Typer(
     help="edgekd: distill compact object detectors, export them to ONNX/TensorRT and measure what ships.",
 )
 
-for command_module in (data, models, train, evaluate):
+for command_module in (data, models, train, distill, evaluate, export, bench, report, demo):
     command_module.register(app)
 
 

@@ -46,15 +46,27 @@ def predictions_from_checkpoint(
     from edgekd.models.inference import predict_dataset
 
     if path.suffix != ".pt":
-        raise EdgeKDError(f"{path}: expected a .pt checkpoint")
+        raise EdgeKDError(f"{path}: expected a .pt checkpoint or an exported .onnx / .engine model")
     device = resolve_device(device)
     detector, _ = load_detector(path, device)
     dataset = load_dataset(data, split, classes=tuple(detector.config.classes))
     return dataset, predict_dataset(detector, dataset, device=device, batch_size=batch)
 
 
+def predictions_from_artifact(
+    path: Path, data: Path, split: str, batch: int | None
+) -> tuple[Dataset, dict[str, Detections]]:
+    """Run an exported model (.onnx / .engine) with the pre/post-processing its metadata describes; no torch."""
+    from edgekd.data.loader import load_dataset
+    from edgekd.export.metadata import read_metadata
+    from edgekd.runtime import predict_artifact
+
+    dataset = load_dataset(data, split, classes=tuple(read_metadata(path).classes))
+    return dataset, predict_artifact(path, dataset, batch=batch)
+
+
 def eval_command(
-    model: Annotated[Path | None, typer.Argument(help="Checkpoint (.pt).")] = None,
+    model: Annotated[Path | None, typer.Argument(help="Checkpoint (.pt) or exported model (.onnx / .engine).")] = None,
     data: Annotated[Path, typer.Option("--data", help="Dataset with ground truth.")] = Path("data/synth"),
     split: Annotated[str, typer.Option("--split", help="Split to evaluate.")] = "val",
     predictions: Annotated[
@@ -62,7 +74,10 @@ def eval_command(
     ] = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the metrics as JSON here.")] = None,
     device: Annotated[str, typer.Option("--device", help="cpu, cuda or auto (checkpoints).")] = "auto",
-    batch: Annotated[int, typer.Option("--batch", min=1, help="Images per inference batch.")] = 8,
+    batch: Annotated[
+        int | None,
+        typer.Option("--batch", min=1, help="Images per batch (default 8; an exported model's own batch)."),
+    ] = None,
 ) -> None:
     """COCO AP/AP50/AP75/APs/APm/APl and KITTI AP|R40 + AP|R11 per class and difficulty."""
     from edgekd.data.loader import load_dataset
@@ -74,8 +89,10 @@ def eval_command(
     if predictions is not None:
         dataset = load_dataset(data, split)
         detections = predictions_from_dir(predictions, dataset)
+    elif model.suffix in (".onnx", ".engine"):
+        dataset, detections = predictions_from_artifact(model, data, split, batch)
     else:
-        dataset, detections = predictions_from_checkpoint(model, data, split, device, batch)
+        dataset, detections = predictions_from_checkpoint(model, data, split, device, batch or 8)
     results = evaluate_detections(dataset, detections)
     console = Console()
     for table in results_table(results):
@@ -86,4 +103,6 @@ def eval_command(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("eval", help="Evaluate a checkpoint or KITTI result files (COCO + KITTI AP).")(eval_command)
+    app.command("eval", help="Evaluate a checkpoint, an exported model or KITTI result files (COCO + KITTI AP).")(
+        eval_command
+    )

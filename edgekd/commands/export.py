@@ -1,0 +1,102 @@
+"""`edgekd export`: a checkpoint to ONNX (+ INT8 QDQ, + TensorRT engine) with metadata and a parity report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from edgekd.errors import EdgeKDError
+
+
+def parse_keep(text: str) -> tuple[str, ...] | None:
+    """--int8-keep: 'auto' (the family's head output layers), 'none', or comma-separated node-name fragments."""
+    value = text.strip()
+    if value == "auto":
+        return None
+    if value == "none":
+        return ()
+    parts = tuple(part.strip() for part in value.split(",") if part.strip())
+    if not parts:
+        raise EdgeKDError(f"--int8-keep '{text}': expected auto, none or comma-separated node-name fragments")
+    return parts
+
+
+def export_command(
+    checkpoint: Annotated[Path, typer.Argument(help="Checkpoint (.pt) to export.")],
+    out: Annotated[
+        Path | None, typer.Option("-o", "--out", help="Output folder (default: export/<run-name>/).")
+    ] = None,
+    onnx: Annotated[bool, typer.Option("--onnx", help="Export ONNX (always done: TensorRT builds from it).")] = False,
+    trt: Annotated[bool, typer.Option("--trt", help="Also build a TensorRT engine (needs TensorRT + a GPU).")] = False,
+    fp16: Annotated[bool, typer.Option("--fp16", help="TensorRT engine in FP16.")] = False,
+    int8: Annotated[
+        bool, typer.Option("--int8", help="INT8: ONNX Runtime QDQ model, and an INT8 engine with --trt.")
+    ] = False,
+    calib_data: Annotated[
+        Path | None, typer.Option("--calib-data", help="Dataset of calibration images (default: --data).")
+    ] = None,
+    calib_split: Annotated[str, typer.Option("--calib-split", help="Split of --calib-data.")] = "train",
+    calib_images: Annotated[int, typer.Option("--calib-images", min=1, help="Calibration images.")] = 300,
+    int8_keep: Annotated[
+        str,
+        typer.Option("--int8-keep", help="Layers kept in float under INT8: auto (head outputs), none, or NAME,NAME."),
+    ] = "auto",
+    batch: Annotated[int | None, typer.Option("--batch", min=1, help="Static batch size (default 1).")] = None,
+    dynamic_batch: Annotated[
+        str | None, typer.Option("--dynamic-batch", help="Dynamic batch MIN:OPT:MAX, e.g. 1:4:8 (RetinaNet, FCOS).")
+    ] = None,
+    nms: Annotated[
+        str,
+        typer.Option("--nms", help="NMS: none (host, numpy), onnx (NonMaxSuppression), trt-plugin (EfficientNMS_TRT)."),
+    ] = "none",
+    opset: Annotated[int, typer.Option("--opset", help="ONNX opset (13 to 20).")] = 17,
+    data: Annotated[
+        Path | None, typer.Option("--data", help="Dataset for parity (AP vs PyTorch); without it AP is skipped.")
+    ] = None,
+    split: Annotated[str, typer.Option("--split", help="Split of --data used for parity.")] = "val",
+    workspace: Annotated[int, typer.Option("--workspace", min=1, help="TensorRT workspace limit, MiB.")] = 4096,
+    threads: Annotated[int | None, typer.Option("--threads", min=1, help="ONNX Runtime threads.")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the parity report as JSON only.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", help="Only the final summary.")] = False,
+) -> None:
+    """Export a checkpoint: ONNX + metadata + parity report (+ INT8 QDQ, + TensorRT engine)."""
+    from edgekd.export.metadata import BatchSpec
+    from edgekd.export.run import ExportOptions, export_checkpoint
+
+    if batch is not None and dynamic_batch is not None:
+        raise EdgeKDError("give either --batch B or --dynamic-batch MIN:OPT:MAX, not both")
+    spec = BatchSpec.parse_dynamic(dynamic_batch) if dynamic_batch is not None else BatchSpec.static(batch or 1)
+    options = ExportOptions(
+        out_dir=out,
+        trt=trt,
+        fp16=fp16,
+        int8=int8,
+        calib_data=calib_data,
+        calib_split=calib_split,
+        calib_images=calib_images,
+        int8_keep=parse_keep(int8_keep),
+        batch=spec,
+        nms=nms,
+        opset=opset,
+        data=data,
+        split=split,
+        workspace_mib=workspace,
+        threads=threads,
+    )
+    console = Console(quiet=quiet or json_out)
+    result = export_checkpoint(checkpoint, options, console)
+    if json_out:
+        typer.echo(json.dumps(result.report, indent=2))
+        return
+    written = [result.onnx] + [p for p in (result.int8_onnx, result.engine) if p is not None]
+    Console().print(
+        "exported: " + ", ".join(str(p) for p in written) + f" (parity report: {result.out_dir / 'parity.md'})"
+    )
+
+
+def register(app: typer.Typer) -> None:
+    app.command("export", help="Export a checkpoint to ONNX / TensorRT with a parity report.")(export_command)
