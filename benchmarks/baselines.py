@@ -3,7 +3,7 @@
 Trains the teacher (cached: trained once) and the width-reduced student retinanet_mobilenet_v3_lite, then writes
 COCO AP, KITTI Moderate AP per class, params, GFLOPs and training time to benchmarks/results/baselines_<preset>.*.
 
-    python benchmarks/baselines.py --preset cpu     # 2-core CPU, about an hour
+    python benchmarks/baselines.py --preset cpu     # 2-core CPU, under an hour
     python benchmarks/baselines.py --preset gpu     # full KITTI size, retinanet_resnet50 teacher
 """
 
@@ -21,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import CACHE, write_results  # noqa: E402
 
 from edgekd.data.loader import load_dataset  # noqa: E402
+from edgekd.data.synth_config import SynthConfig  # noqa: E402
 from edgekd.pipeline import checkpoint_row, ensure_synthetic, train_cached  # noqa: E402
 from edgekd.train.trainer import TrainOptions  # noqa: E402
 
@@ -38,13 +39,16 @@ class Preset:
     batch: int
     lr: float
     device: str
+    near_range: bool
 
 
 PRESETS = {
-    "cpu": Preset((1242, 375), (128, 416), 800, 200, "retinanet_resnet50", "retinanet_mobilenet_v3_lite",
-                  8, 12, 8, 2e-3, "cpu"),
+    # CPU: the full-width ResNet-18 RetinaNet stands in for ResNet-50 (1.4x cheaper per step); near-range scenes
+    # (objects labelled to 30 m) keep boxes large enough to learn at 448x128.
+    "cpu": Preset((1242, 375), (128, 448), 600, 150, "retinanet_resnet18", "retinanet_mobilenet_v3_lite",
+                  8, 10, 8, 3e-3, "cpu", True),
     "gpu": Preset((1242, 375), (384, 1248), 3700, 500, "retinanet_resnet50", "retinanet_mobilenet_v3_lite",
-                  24, 24, 16, 2e-3, "cuda"),
+                  24, 24, 16, 2e-3, "cuda", False),
 }  # fmt: skip
 
 
@@ -60,7 +64,8 @@ def main() -> None:
     args = parser.parse_args()
     preset, console = PRESETS[args.preset], Console()
     root = CACHE / f"baselines_{args.preset}"
-    ensure_synthetic(root / "data", preset.image_size, preset.n_train, preset.n_val, args.seed, console)
+    config = SynthConfig.near_range() if preset.near_range else SynthConfig()
+    ensure_synthetic(root / "data", preset.image_size, preset.n_train, preset.n_val, args.seed, console, config)
     train, val = load_dataset(root / "data", "train"), load_dataset(root / "data", "val")
     rows = []
     for role, model, epochs in (
@@ -80,7 +85,9 @@ def main() -> None:
         f"# Teacher vs student baselines ({args.preset} preset)",
         "",
         f"Synthetic KITTI-like data: {preset.n_train} train / {preset.n_val} val images rendered at "
-        f"{preset.image_size[0]}x{preset.image_size[1]}, network input {width}x{height}, seed {args.seed}.",
+        f"{preset.image_size[0]}x{preset.image_size[1]}"
+        f"{' (near-range: objects labelled to 30 m)' if preset.near_range else ''}, network input {width}x{height}, "
+        f"seed {args.seed}, batch {preset.batch}, AdamW lr {preset.lr}.",
         "",
         "| role | model | params (M) | GFLOPs | epochs | train (min) | COCO AP | AP50 | KITTI Mod Car | Ped | Cyc |",
         "|---|---|---|---|---|---|---|---|---|---|---|",

@@ -73,3 +73,9 @@ class SynthConfig:
 
     # Output.
     png_compress_level: int = 1  # zlib level (Huffman-only coding; the noisy images gain nothing from more)
+
+    @classmethod
+    def near_range(cls) -> SynthConfig:
+        """Objects labelled out to 30 m only (farther traffic is DontCare): larger boxes, for CPU-sized runs at
+        low input resolution where KITTI's many far, tiny objects would be a few pixels tall."""
+        return cls(max_label_depth=30.0)
