@@ -41,11 +41,31 @@ class DemoPreset:
 PRESETS = {
     # CPU: near-range scenes (objects labelled to 30 m) so that a few minutes of training at 416x128 learn something.
     "cpu": DemoPreset(
-        "cpu", (621, 188), (128, 416), 240, 60, "retinanet_resnet18_lite", "retinanet_mobilenet_v3_lite", 8, 8, 8, 3e-3,
+        "cpu",
+        (621, 188),
+        (128, 416),
+        240,
+        60,
+        "retinanet_resnet18_lite",
+        "retinanet_mobilenet_v3_lite",
+        8,
+        8,
+        8,
+        3e-3,
         near_range=True,
     ),
     "gpu": DemoPreset(
-        "gpu", (1242, 375), (192, 640), 2000, 300, "retinanet_resnet50", "retinanet_mobilenet_v3_lite", 24, 12, 16, 2e-3,
+        "gpu",
+        (1242, 375),
+        (192, 640),
+        2000,
+        300,
+        "retinanet_resnet50",
+        "retinanet_mobilenet_v3_lite",
+        24,
+        12,
+        16,
+        2e-3,
         near_range=False,
     ),
 }
