@@ -94,6 +94,7 @@ def eval_command(
     else:
         dataset, detections = predictions_from_checkpoint(model, data, split, device, batch or 8)
     results = evaluate_detections(dataset, detections)
+    results["artifact"] = str(model if model is not None else predictions)
     console = Console()
     for table in results_table(results):
         console.print(table)

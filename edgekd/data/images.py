@@ -19,9 +19,16 @@ def load_resized(path: str | Path, size: tuple[int, int]) -> tuple[np.ndarray, t
     try:
         with Image.open(path) as image:
             original = image.size
-            resized = image.convert("RGB").resize((size[1], size[0]), Image.Resampling.BILINEAR)
+            resized = resize_rgb(image.convert("RGB"), size)
     except FileNotFoundError as error:
         raise EdgeKDError(f"image not found: {path}") from error
     except OSError as error:
         raise EdgeKDError(f"cannot read image {path}: {error}") from error
-    return np.asarray(resized), original
+    return resized, original
+
+
+def resize_rgb(image: Image.Image | np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Bilinear resize of an RGB image (PIL or (H, W, 3) uint8) to `size` = (height, width), as uint8 array."""
+    if isinstance(image, np.ndarray):
+        image = Image.fromarray(image)
+    return np.asarray(image.resize((size[1], size[0]), Image.Resampling.BILINEAR))

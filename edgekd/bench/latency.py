@@ -1,0 +1,307 @@
+"""Latency of deployed artifacts: compute-only, device copies and end-to-end, per backend and batch size.
+
+Phases (all after a first call, reported apart as first_call_ms, and `warmup` untimed calls):
+- compute: the network alone on an input already in place (device memory on GPU), outputs left there;
+- host_to_device / device_to_host (GPU): the input copy and the output copies, pinned host memory where the
+  backend allows;
+- end_to_end: a decoded frame in host memory -> resize to the network input -> inference (copies included) ->
+  post-processing incl. NMS -> boxes in original pixels; its stages are timed inside the same runs.
+Compute and copies use the backend's clock (CUDA events on the stream for torch/TensorRT on GPU, else
+perf_counter around a call that returns when the work is done); end-to-end uses perf_counter.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from edgekd.bench.backends import BackendOptions, BenchRunner, check_artifact, load_runner, resolve_backend
+from edgekd.bench.frames import RANDOM_FRAME_SIZE, dataset_frames, preprocess_frames, random_frames
+from edgekd.bench.memory import PeakRss
+from edgekd.bench.schema import BENCH_FORMAT
+from edgekd.bench.system import clock_warning, gpu_state, host_info
+from edgekd.bench.timing import (
+    Measurement,
+    PerfCounterClock,
+    measure,
+    stability_warning,
+    summarize_measurement,
+    summarize_times,
+)
+from edgekd.data.records import Dataset, Detections
+from edgekd.errors import EdgeKDError
+
+DEFAULT_ITERS = 100
+STAGES: tuple[str, ...] = ("preprocess", "infer", "postprocess")
+
+
+@dataclass
+class BenchOptions:
+    """Options of `edgekd bench` (see the command's help)."""
+
+    backend: str = "auto"
+    batches: tuple[int, ...] | None = None  # None: each artifact's own batch (exported batch, or 1)
+    warmup: int = 10
+    iters: int | None = None  # None with seconds None: DEFAULT_ITERS
+    seconds: float | None = None
+    end_to_end: bool = True
+    data: Path | None = None
+    split: str = "val"
+    evaluate: bool = False
+    backend_options: BackendOptions = field(default_factory=BackendOptions)
+
+    def check(self) -> None:
+        """Option combinations that cannot work, rejected before any model is loaded."""
+        if self.iters is not None and self.seconds is not None:
+            raise EdgeKDError("give either --iters N or --seconds S, not both")
+        if self.iters is not None and self.iters < 2:
+            raise EdgeKDError(f"--iters {self.iters}: need at least 2 timed calls for percentiles and spread")
+        if self.seconds is not None and self.seconds <= 0:
+            raise EdgeKDError(f"--seconds {self.seconds}: must be positive")
+        if self.warmup < 0:
+            raise EdgeKDError(f"--warmup {self.warmup}: must be 0 or more")
+        if self.evaluate and self.data is None:
+            raise EdgeKDError("--eval measures accuracy on a dataset: give --data DIR")
+        for batch in self.batches or ():
+            if batch < 1:
+                raise EdgeKDError(f"--batch {batch}: batch sizes must be at least 1")
+
+    @property
+    def timed_iters(self) -> int | None:
+        return self.iters if self.iters is not None or self.seconds is not None else DEFAULT_ITERS
+
+    def settings(self) -> dict:
+        return {
+            "backend": self.backend,
+            "batches": list(self.batches) if self.batches else None,
+            "warmup": self.warmup,
+            "iters": self.timed_iters,
+            "seconds": self.seconds,
+            "end_to_end": self.end_to_end,
+            "data": str(self.data) if self.data else None,
+            "split": self.split if self.data else None,
+            "evaluate": self.evaluate,
+            **asdict(self.backend_options),
+        }
+
+
+def parse_batches(text: str) -> tuple[int, ...]:
+    """'1,4,8' -> (1, 4, 8); order kept, duplicates dropped."""
+    sizes: list[int] = []
+    for part in text.split(","):
+        part = part.strip()
+        if not part.isdigit() or int(part) < 1:
+            raise EdgeKDError(f"--batch '{text}': expected positive integers separated by commas, e.g. 1,4,8")
+        if int(part) not in sizes:
+            sizes.append(int(part))
+    return tuple(sizes)
+
+
+class _Timer:
+    """`measure` with the options' warm-up and iteration budget."""
+
+    def __init__(self, options: BenchOptions) -> None:
+        self.options = options
+
+    def __call__(self, fn: Callable[[], object], clock) -> Measurement:
+        options = self.options
+        return measure(fn, clock, warmup=options.warmup, iters=options.timed_iters, seconds=options.seconds)
+
+
+def time_end_to_end(
+    runner: BenchRunner, frames: list[np.ndarray], timer: _Timer
+) -> tuple[Measurement, dict[str, np.ndarray]]:
+    """Time frames -> detections, with the seconds of each stage in the timed runs."""
+    stages: dict[str, list[float]] = {name: [] for name in STAGES}
+    input_size = runner.info.input_size
+
+    def pipeline() -> list[Detections]:
+        start = time.perf_counter()
+        images, scales = preprocess_frames(frames, input_size)
+        preprocessed = time.perf_counter()
+        outputs = runner.infer(images)
+        inferred = time.perf_counter()
+        detections = runner.decode(outputs, scales)
+        done = time.perf_counter()
+        for name, seconds in zip(STAGES, (preprocessed - start, inferred - preprocessed, done - inferred)):
+            stages[name].append(seconds)
+        return detections
+
+    total = timer(pipeline, PerfCounterClock())
+    count = len(total.times)
+    return total, {name: np.asarray(values[-count:]) for name, values in stages.items()}
+
+
+def predict_dataset_with(runner: BenchRunner, dataset: Dataset, batch: int) -> dict[str, Detections]:
+    """Detections per image id through the runner's own infer + decode (the timed pipeline), batch by batch;
+    a short last batch is padded for static-batch artifacts and the padding dropped."""
+    from edgekd.runtime.preprocess import iterate_batches, pad_batch
+
+    static = runner.info.batch_range is not None and runner.info.batch_range[0] == runner.info.batch_range[1]
+    results: dict[str, Detections] = {}
+    for ids, images, scales in iterate_batches(dataset, runner.info.input_size, batch):
+        if static:
+            images, scales = pad_batch(images, batch), pad_batch(scales, batch, fill=1.0)
+        results.update(zip(ids, runner.decode(runner.infer(images), scales)[: len(ids)]))
+    return results
+
+
+class _Frames:
+    """Decoded frames for end-to-end runs: the dataset's images with --data, else noise at KITTI resolution."""
+
+    def __init__(self, options: BenchOptions) -> None:
+        self.options = options
+        self._datasets: dict[tuple[str, ...], Dataset] = {}
+
+    def dataset(self, classes: tuple[str, ...]) -> Dataset:
+        from edgekd.data.loader import load_dataset
+
+        if classes not in self._datasets:
+            self._datasets[classes] = load_dataset(self.options.data, self.options.split, classes=classes)
+        return self._datasets[classes]
+
+    def frames(self, classes: tuple[str, ...], count: int) -> tuple[list[np.ndarray], str]:
+        if self.options.data is None:
+            height, width = RANDOM_FRAME_SIZE
+            return random_frames(count), f"uniform noise {width}x{height} (no --data)"
+        dataset = self.dataset(classes)
+        frames = dataset_frames(dataset, count)
+        return frames, f"{self.options.data} ({self.options.split}), first {count} image(s)"
+
+
+def bench_batch(runner: BenchRunner, batch: int, options: BenchOptions, frames: _Frames) -> dict:
+    """All phases of one batch size: {"phases", "memory", "warnings", ...} (record fields)."""
+    timer = _Timer(options)
+    peak = PeakRss()
+    peak.start()
+    runner.prepare(batch)
+    runner.reset_device_peak()
+    phases = {"compute": summarize_measurement(timer(runner.compute, runner.clock), batch)}
+    state = gpu_state() if runner.gpu else None  # clocks right after the compute loop
+    warnings = []
+    if runner.gpu:
+        phases["host_to_device"] = summarize_measurement(timer(runner.host_to_device, runner.clock), batch)
+        phases["device_to_host"] = summarize_measurement(timer(runner.device_to_host, runner.clock), batch)
+    extra: dict = {}
+    if options.end_to_end:
+        images, description = frames.frames(tuple(runner.info.classes), batch)
+        total, stages = time_end_to_end(runner, images, timer)
+        phases["end_to_end"] = {
+            **summarize_measurement(total, batch),
+            "stages": {name: summarize_times(times, batch) for name, times in stages.items()},
+        }
+        extra["frames"] = description
+    for phase, stats in phases.items():
+        warning = stability_warning(phase, stats)
+        if warning:
+            warnings.append(warning)
+    clock = clock_warning(state)
+    if clock:
+        warnings.append(clock)
+    return {
+        "phases": phases,
+        "memory": {**peak.to_dict(), **runner.device_memory()},
+        "gpu_state": state,
+        "warnings": warnings,
+        **extra,
+    }
+
+
+def _record_head(path: Path, backend: str, batch: int) -> dict:
+    return {"artifact": str(path), "artifact_path": str(path.resolve()), "backend": backend, "batch": batch}
+
+
+def bench_artifact(
+    path: Path,
+    backend: str,
+    options: BenchOptions,
+    frames: _Frames,
+    progress: Callable[[str], None] | None = None,
+) -> list[dict]:
+    """Records of one artifact on one backend, one per batch size (skipped ones say why)."""
+    baseline = PeakRss()
+    baseline.start()
+    runner = load_runner(path, backend, options.backend_options)
+    try:
+        batches = options.batches or (runner.info.default_batch,)
+        common = {
+            "device": runner.device,
+            "timer": runner.clock.name,
+            "file_size_mib": path.stat().st_size / 2**20,
+            **runner.info.to_dict(),
+        }
+        records = []
+        runnable = []
+        for batch in batches:
+            problem = runner.batch_problem(batch)
+            if problem:
+                records.append({**_record_head(path, backend, batch), "skipped": problem})
+                continue
+            if progress:
+                progress(f"{path.name} [{backend}] batch {batch}")
+            result = bench_batch(runner, batch, options, frames)
+            result["memory"]["baseline_rss_mib"] = baseline.baseline_mib
+            records.append({**_record_head(path, backend, batch), **common, **result, "accuracy": None})
+            runnable.append(batch)
+        if options.evaluate and runnable:
+            if progress:
+                progress(f"{path.name} [{backend}] accuracy on {options.data}")
+            accuracy = evaluate_runner(runner, frames.dataset(tuple(runner.info.classes)), runnable[0])
+            for record in records:
+                if "skipped" not in record:
+                    record["accuracy"] = accuracy
+                    record["accuracy_data"] = f"{options.data} ({options.split}), batch {runnable[0]}"
+    finally:
+        runner.close()
+    return records
+
+
+def evaluate_runner(runner: BenchRunner, dataset: Dataset, batch: int) -> dict:
+    """COCO + KITTI metrics (the `edgekd eval` JSON layout) of the runner's own pipeline on `dataset`."""
+    from edgekd.evaluate import evaluate_detections
+
+    return evaluate_detections(dataset, predict_dataset_with(runner, dataset, batch))
+
+
+def run_bench(
+    paths: list[Path], options: BenchOptions, progress: Callable[[str], None] | None = None, command: str = ""
+) -> dict:
+    """Benchmark every artifact; returns the bench JSON payload (see `edgekd.bench.schema`)."""
+    options.check()
+    if not paths:
+        raise EdgeKDError("give at least one artifact (.pt, .onnx or .engine)")
+    plan = []
+    for path in paths:
+        check_artifact(path)
+        plan.append((path, resolve_backend(path, options.backend)))
+    frames = _Frames(options)
+    records: list[dict] = []
+    for path, backend in plan:
+        records += bench_artifact(path, backend, options, frames, progress)
+    if all("skipped" in record for record in records):
+        reasons = "; ".join(f"{r['artifact']}: {r['skipped']}" for r in records)
+        raise EdgeKDError(f"no batch size could run: {reasons}")
+    return {
+        "format": BENCH_FORMAT,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "command": command,
+        "host": host_info(),
+        "settings": options.settings(),
+        "records": records,
+    }
+
+
+def bench_warnings(payload: dict) -> list[str]:
+    """Every warning and skipped batch of a payload, prefixed with its artifact, backend and batch."""
+    lines = []
+    for record in payload["records"]:
+        where = f"{Path(record['artifact']).name} [{record['backend']}] batch {record['batch']}"
+        if "skipped" in record:
+            lines.append(f"{where}: skipped, {record['skipped']}")
+        lines += [f"{where}: {warning}" for warning in record.get("warnings", [])]
+    return lines

@@ -1,0 +1,101 @@
+"""`edgekd bench`: latency (and optionally accuracy) of checkpoints and exported models, per backend and batch."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+BACKEND_HELP = (
+    "auto (.pt: torch, .onnx: ort-cuda if available else ort-cpu, .engine: trt), "
+    "torch, ort-cpu, ort-cuda, ort-trt or trt."
+)
+
+
+def _count_steps(paths: list[Path], batches: tuple[int, ...] | None, evaluate: bool) -> int:
+    return len(paths) * ((len(batches) if batches else 1) + int(evaluate))
+
+
+def bench_command(
+    artifacts: Annotated[list[Path], typer.Argument(help="Checkpoints (.pt) and exported models (.onnx, .engine).")],
+    backend: Annotated[str, typer.Option("--backend", help=BACKEND_HELP)] = "auto",
+    batch: Annotated[
+        str | None, typer.Option("--batch", help="Batch sizes, e.g. 1,4,8 (default: the artifact's own, or 1).")
+    ] = None,
+    warmup: Annotated[int, typer.Option("--warmup", help="Untimed calls after the first call.")] = 10,
+    iters: Annotated[int | None, typer.Option("--iters", help="Timed calls per phase (default 100).")] = None,
+    seconds: Annotated[
+        float | None, typer.Option("--seconds", help="Time each phase for this long instead of --iters.")
+    ] = None,
+    threads: Annotated[
+        int | None, typer.Option("--threads", min=1, help="CPU threads (ONNX Runtime intra-op, torch).")
+    ] = None,
+    device: Annotated[str, typer.Option("--device", help="torch backend: cpu, cuda, cuda:N or auto.")] = "auto",
+    compile_model: Annotated[bool, typer.Option("--compile", help="torch backend: torch.compile the model.")] = False,
+    end_to_end: Annotated[
+        bool, typer.Option("--e2e/--no-e2e", help="Also time frame -> preprocess -> infer -> NMS -> boxes.")
+    ] = True,
+    data: Annotated[
+        Path | None, typer.Option("--data", help="Dataset whose images feed end-to-end runs (default: noise).")
+    ] = None,
+    split: Annotated[str, typer.Option("--split", help="Split of --data.")] = "val",
+    evaluate: Annotated[
+        bool, typer.Option("--eval", help="Also measure accuracy on --data with the benchmarked backend.")
+    ] = False,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the records here (X.bench.json).")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
+) -> None:
+    """Latency per artifact, backend and batch: min/mean/p50/p90/p99/std, throughput, compute-only vs end-to-end,
+    device copies on GPU, peak memory, size, params and GFLOPs; warns when a run is unstable (CV > 5%)."""
+    from edgekd.bench.backends import BackendOptions
+    from edgekd.bench.latency import BenchOptions, bench_warnings, parse_batches, run_bench
+    from edgekd.bench.tables import bench_table, detail_table
+    from edgekd.evaluate.report import write_results_json
+
+    batches = parse_batches(batch) if batch is not None else None
+    options = BenchOptions(
+        backend=backend,
+        batches=batches,
+        warmup=warmup,
+        iters=iters,
+        seconds=seconds,
+        end_to_end=end_to_end,
+        data=data,
+        split=split,
+        evaluate=evaluate,
+        backend_options=BackendOptions(threads=threads, device=device, compile=compile_model),
+    )
+    options.check()
+    console = Console()
+    command = "edgekd " + " ".join(shlex.quote(arg) for arg in sys.argv[1:])
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=console, disable=quiet
+    ) as progress:
+        task = progress.add_task("bench", total=_count_steps(artifacts, batches, evaluate))
+        started = [False]
+
+        def step(description: str) -> None:
+            if started[0]:
+                progress.advance(task)
+            started[0] = True
+            progress.update(task, description=escape(description))
+
+        payload = run_bench(list(artifacts), options, progress=step, command=command)
+        progress.update(task, completed=progress.tasks[0].total)
+    console.print(bench_table(payload))
+    console.print(detail_table(payload))
+    for line in bench_warnings(payload):
+        console.print(f"[yellow]warning:[/] {escape(line)}", highlight=False)
+    if json_out is not None:
+        write_results_json(json_out, payload)
+        console.print(f"bench records written to {json_out}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("bench", help="Latency (and with --eval, accuracy) of .pt, .onnx and .engine artifacts.")(bench_command)
