@@ -6,6 +6,7 @@ Torch is imported lazily inside commands so that ONNX/TensorRT paths run on mach
 
 from __future__ import annotations
 
+import os
 import sys
 
 import typer
@@ -30,7 +31,8 @@ def main() -> None:
     try:
         app()
     except EdgeKDError as error:
-        Console(stderr=True).print(f"[bold red]error:[/] {error}", highlight=False)
+        if os.environ.get("RANK", "0") == "0":  # under torchrun every rank fails alike: say it once
+            Console(stderr=True).print(f"[bold red]error:[/] {error}", highlight=False)
         sys.exit(2)
 
 

@@ -1,4 +1,8 @@
-"""`edgekd distill`: train a student against a frozen teacher with a recipe's KD losses."""
+"""`edgekd distill`: train a student against a frozen teacher with a recipe's KD losses.
+
+Data-parallel under `torchrun --nproc-per-node N -m edgekd distill ...` or with `--gpus N`: every rank holds a
+frozen replica of the teacher; DDP keeps the student and the KD adaptation layers in sync.
+"""
 
 from __future__ import annotations
 
@@ -10,15 +14,20 @@ from rich.console import Console
 
 from edgekd.commands.options import resolve_device
 from edgekd.commands.train import (
+    AmpMode,
     AmpOption,
+    CompileOption,
     DataOption,
     DeviceOption,
+    GpusOption,
     OutOption,
     QuietOption,
     ResumeOption,
     SeedOption,
     SplitOption,
     ValSplitOption,
+    WorkersOption,
+    launch_gpus,
     prepare_run_dir,
 )
 
@@ -30,34 +39,46 @@ def distill_command(
     out: OutOption,
     student: Annotated[str | None, typer.Option("--student", help="Student zoo name (default: the recipe's).")] = None,
     epochs: Annotated[int | None, typer.Option("--epochs", min=1, help="Override the recipe's epochs.")] = None,
-    batch: Annotated[int | None, typer.Option("--batch", min=1, help="Override the recipe's batch.")] = None,
+    batch: Annotated[
+        int | None, typer.Option("--batch", min=1, help="Override the recipe's batch (global, all GPUs together).")
+    ] = None,
     lr: Annotated[float | None, typer.Option("--lr", min=0.0, help="Override the recipe's lr.")] = None,
     device: DeviceOption = "auto",
     resume: ResumeOption = False,
     seed: SeedOption = 0,
     train_split: SplitOption = "train",
     val_split: ValSplitOption = "val",
-    amp: AmpOption = True,
+    amp: AmpOption = AmpMode.auto,
+    workers: WorkersOption = 0,
+    compile: CompileOption = False,
+    gpus: GpusOption = None,
     quiet: QuietOption = False,
 ) -> None:
-    """Distil a student; best.pt holds the student alone (KD adaptation layers dropped)."""
+    """Distil a student; best.pt holds the student alone (KD adaptation layers dropped).
+
+    Runs data-parallel under `torchrun --nproc-per-node N -m edgekd distill ...` (or with --gpus N).
+    """
     from edgekd.data.loader import load_dataset
     from edgekd.distill.recipe import load_recipe
     from edgekd.distill.run import build_distill_trainer, schedule_options
+    from edgekd.train import distributed
     from edgekd.train.trainer import TrainOptions
 
+    device = launch_gpus(gpus, device)
     parsed = load_recipe(recipe)
-    base = TrainOptions(seed=seed, device=resolve_device(device), amp=amp, quiet=quiet)
-    options = schedule_options(parsed, base, {"epochs": epochs, "batch": batch, "lr": lr})
     train_data = load_dataset(data, train_split)
     val_data = load_dataset(data, val_split, classes=train_data.classes)
-    console = Console(quiet=quiet)
-    trainer = build_distill_trainer(teacher, student, parsed, train_data, val_data, out, options, console)
-    prepare_run_dir(out, resume)
-    if resume:
-        trainer.resume()
-    trainer.fit()
-    typer.echo(f"best student checkpoint: {out / 'best.pt'} (AP {trainer.best_ap:.2f})")
+    with distributed.session(resolve_device(device)) as (env, rank_device):
+        base = TrainOptions(seed=seed, device=rank_device, amp=amp.value, workers=workers, compile=compile, quiet=quiet)
+        options = schedule_options(parsed, base, {"epochs": epochs, "batch": batch, "lr": lr})
+        console = Console(quiet=quiet or not env.is_main)
+        trainer = build_distill_trainer(teacher, student, parsed, train_data, val_data, out, options, console)
+        distributed.run_on_main(lambda: prepare_run_dir(out, resume))
+        if resume:
+            trainer.resume()
+        trainer.fit()
+        if env.is_main:
+            typer.echo(f"best student checkpoint: {out / 'best.pt'} (AP {trainer.best_ap:.2f})")
 
 
 def register(app: typer.Typer) -> None:

@@ -1,7 +1,14 @@
-"""`edgekd train`: supervised training of a zoo detector."""
+"""`edgekd train`: supervised training of a zoo detector, on one device or data-parallel under torchrun.
+
+edgekd train MODEL --data D -o RUN                                   # one GPU (or the CPU)
+torchrun --nproc-per-node 4 -m edgekd train MODEL --data D -o RUN    # 4 GPUs, --batch is the global batch
+edgekd train MODEL --data D -o RUN --gpus 4                          # the same; starts torchrun itself
+"""
 
 from __future__ import annotations
 
+import sys
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
@@ -14,19 +21,57 @@ DataOption = Annotated[Path, typer.Option("--data", help="Dataset: KITTI folder 
 OutOption = Annotated[Path, typer.Option("-o", "--out", help="Run folder (checkpoints, metrics).")]
 SizeOption = Annotated[str, typer.Option("--img-size", help="Network input WIDTHxHEIGHT (multiples of 32).")]
 EpochsOption = Annotated[int, typer.Option("--epochs", min=1, help="Training epochs.")]
-BatchOption = Annotated[int, typer.Option("--batch", min=1, help="Images per step.")]
+BatchOption = Annotated[
+    int, typer.Option("--batch", min=1, help="Images per step, all GPUs together (each rank gets batch / ranks).")
+]
 LrOption = Annotated[float, typer.Option("--lr", min=0.0, help="Peak learning rate (AdamW).")]
-DeviceOption = Annotated[str, typer.Option("--device", help="cpu, cuda, cuda:N or auto.")]
+DeviceOption = Annotated[
+    str, typer.Option("--device", help="cpu, cuda, cuda:N or auto (under torchrun: each rank uses cuda:LOCAL_RANK).")
+]
 ResumeOption = Annotated[bool, typer.Option("--resume", help="Continue RUN_DIR/last.pt exactly.")]
 SeedOption = Annotated[int, typer.Option("--seed", help="Seed for init, data order and augmentation.")]
 SplitOption = Annotated[str, typer.Option("--train-split", help="Training split (ImageSets name or 'all').")]
 ValSplitOption = Annotated[str, typer.Option("--val-split", help="Validation split.")]
-AmpOption = Annotated[bool, typer.Option("--amp/--no-amp", help="Mixed precision on CUDA (bf16, else fp16).")]
+
+
+class AmpMode(str, Enum):
+    """Values of --amp (see edgekd.train.acceleration.resolve_amp)."""
+
+    auto = "auto"
+    off = "off"
+    bf16 = "bf16"
+    fp16 = "fp16"
+
+
+AmpOption = Annotated[
+    AmpMode,
+    typer.Option(
+        "--amp",
+        help="Mixed precision: auto = bf16 on GPUs that have it (else fp16 with a grad scaler), off on CPU.",
+    ),
+]
+WorkersOption = Annotated[
+    int,
+    typer.Option(
+        "--workers",
+        min=0,
+        help="Data-loading processes per GPU (decode + augment; persistent, pinned memory on CUDA). "
+        "0 loads in the training process and caches resized images.",
+    ),
+]
+CompileOption = Annotated[
+    bool,
+    typer.Option("--compile", help="torch.compile the trained model's backbone + FPN (the first steps compile)."),
+]
+GpusOption = Annotated[
+    int | None,
+    typer.Option("--gpus", min=1, help="Train on N local GPUs: starts torchrun with N processes (DDP)."),
+]
 QuietOption = Annotated[bool, typer.Option("--quiet", help="No progress bars.")]
 
 
 def prepare_run_dir(out: Path, resume: bool) -> None:
-    """Refuse to overwrite an earlier run unless resuming it."""
+    """Refuse to overwrite an earlier run unless resuming it (call it on rank 0 only)."""
     if resume:
         if not (out / "last.pt").is_file():
             raise EdgeKDError(f"--resume: {out / 'last.pt'} does not exist")
@@ -34,6 +79,21 @@ def prepare_run_dir(out: Path, resume: bool) -> None:
     if (out / "last.pt").exists():
         raise EdgeKDError(f"{out} already holds a run (last.pt); pass --resume to continue it or choose another -o")
     out.mkdir(parents=True, exist_ok=True)
+
+
+def launch_gpus(gpus: int | None, device: str) -> str:
+    """--gpus N: rerun this very command line under torchrun on N local GPUs (exits with its status); returns
+    the device to train on in this process."""
+    if gpus is None:
+        return device
+    from edgekd.train import distributed
+
+    if device not in ("auto", "cuda"):
+        raise EdgeKDError(f"--gpus {gpus} trains on cuda:0..{gpus - 1}; leave out --device {device}")
+    status = distributed.launch_on_gpus(gpus, sys.argv[1:])
+    if status is not None:
+        raise typer.Exit(status)
+    return "cuda"
 
 
 def train_command(
@@ -49,34 +109,47 @@ def train_command(
     seed: SeedOption = 0,
     train_split: SplitOption = "train",
     val_split: ValSplitOption = "val",
-    amp: AmpOption = True,
+    amp: AmpOption = AmpMode.auto,
+    workers: WorkersOption = 0,
+    compile: CompileOption = False,
+    gpus: GpusOption = None,
     pretrained_backbone: Annotated[
         Path | None, typer.Option("--pretrained-backbone", help="Local ImageNet weights of the backbone.")
     ] = None,
     quiet: QuietOption = False,
 ) -> None:
-    """Train a detector from the zoo; writes best.pt, last.pt, metrics.csv and metrics.png."""
+    """Train a detector from the zoo; writes best.pt, last.pt, metrics.csv and metrics.png.
+
+    Runs data-parallel under `torchrun --nproc-per-node N -m edgekd train ...` (or with --gpus N).
+    """
     import torch
 
     from edgekd.data.loader import load_dataset
     from edgekd.models.detector import DetectorConfig
     from edgekd.models.zoo import build_detector, model_spec
+    from edgekd.train import distributed
     from edgekd.train.objective import DetectionObjective
     from edgekd.train.trainer import Trainer, TrainOptions
 
+    device = launch_gpus(gpus, device)
     model_spec(model)
     input_size = parse_size(img_size)
-    options = TrainOptions(epochs, batch, lr, seed=seed, device=resolve_device(device), amp=amp, quiet=quiet)
     train_data = load_dataset(data, train_split)
     val_data = load_dataset(data, val_split, classes=train_data.classes)
-    prepare_run_dir(out, resume)
-    torch.manual_seed(seed)
-    detector = build_detector(DetectorConfig(model, train_data.classes, input_size), pretrained_backbone)
-    trainer = Trainer(DetectionObjective(detector), train_data, val_data, out, options, {"data": str(data)})
-    if resume:
-        trainer.resume()
-    trainer.fit()
-    typer.echo(f"best checkpoint: {out / 'best.pt'} (AP {trainer.best_ap:.2f})")
+    with distributed.session(resolve_device(device)) as (env, rank_device):
+        options = TrainOptions(
+            epochs, batch, lr, seed=seed, device=rank_device, amp=amp.value, workers=workers, compile=compile,
+            quiet=quiet,
+        )  # fmt: skip
+        torch.manual_seed(seed)
+        detector = build_detector(DetectorConfig(model, train_data.classes, input_size), pretrained_backbone)
+        trainer = Trainer(DetectionObjective(detector), train_data, val_data, out, options, {"data": str(data)})
+        distributed.run_on_main(lambda: prepare_run_dir(out, resume))
+        if resume:
+            trainer.resume()
+        trainer.fit()
+        if env.is_main:
+            typer.echo(f"best checkpoint: {out / 'best.pt'} (AP {trainer.best_ap:.2f})")
 
 
 def register(app: typer.Typer) -> None:

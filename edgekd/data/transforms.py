@@ -68,7 +68,8 @@ def photometric(image: Tensor, cfg: AugmentConfig, rng: np.random.Generator) -> 
     contrast = 1 + rng.uniform(-cfg.contrast, cfg.contrast)
     saturation = 1 + rng.uniform(-cfg.saturation, cfg.saturation)
     image = image * brightness
-    image = (image - image.mean()) * contrast + image.mean()
+    mean = float(image.double().mean())  # float64: the same value whatever torch's thread count
+    image = (image - mean) * contrast + mean
     grey = (0.299 * image[0] + 0.587 * image[1] + 0.114 * image[2])[None]
     image = (image - grey) * saturation + grey
     return image.clamp(0, 255)

@@ -31,6 +31,11 @@ class DetectionObjective(nn.Module):
         total = sum(losses.values())
         return total, {name: float(value.detach()) for name, value in losses.items()}
 
+    def trainable_modules(self) -> dict[str, nn.Module]:
+        """Children holding trainable parameters: what data-parallel training replicates and keeps in sync (the
+        detector, KD adaptation layers; never a frozen teacher)."""
+        return {name: m for name, m in self.named_children() if any(p.requires_grad for p in m.parameters())}
+
     def on_epoch_start(self, epoch: int) -> None:
         """Hook for objectives that refresh state between epochs (global KD prototypes)."""
 
