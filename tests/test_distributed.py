@@ -156,7 +156,7 @@ def _assert_same_training(setup: dict, actual: Path) -> None:
     columns = [key for key in expected["history"][0] if key.startswith(("loss", "fitnet/", "ssim/"))]
     for row_single, row_parallel in zip(expected["history"], got["history"], strict=True):
         for key in columns:
-            assert row_parallel[key] == pytest.approx(row_single[key], rel=1e-4), key
+            assert row_parallel[key] == pytest.approx(row_single[key], rel=1e-3), key
         assert row_parallel["AP"] == pytest.approx(row_single["AP"], abs=0.05)
     assert _losses(actual) == pytest.approx(_losses(setup["straight"]), rel=1e-4)
 
