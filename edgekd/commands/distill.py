@@ -28,7 +28,7 @@ from edgekd.commands.train import (
     ValSplitOption,
     WorkersOption,
     launch_gpus,
-    prepare_run_dir,
+    run_trainer,
 )
 
 
@@ -73,12 +73,7 @@ def distill_command(
         options = schedule_options(parsed, base, {"epochs": epochs, "batch": batch, "lr": lr})
         console = Console(quiet=quiet or not env.is_main)
         trainer = build_distill_trainer(teacher, student, parsed, train_data, val_data, out, options, console)
-        distributed.run_on_main(lambda: prepare_run_dir(out, resume))
-        if resume:
-            trainer.resume()
-        trainer.fit()
-        if env.is_main:
-            typer.echo(f"best student checkpoint: {out / 'best.pt'} (AP {trainer.best_ap:.2f})")
+        run_trainer(trainer, out, resume, env.is_main, "best student checkpoint")
 
 
 def register(app: typer.Typer) -> None:

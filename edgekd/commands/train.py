@@ -10,12 +10,15 @@ from __future__ import annotations
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from edgekd.commands.options import parse_size, resolve_device
 from edgekd.errors import EdgeKDError
+
+if TYPE_CHECKING:
+    from edgekd.train.trainer import Trainer
 
 DataOption = Annotated[Path, typer.Option("--data", help="Dataset: KITTI folder or COCO JSON.")]
 OutOption = Annotated[Path, typer.Option("-o", "--out", help="Run folder (checkpoints, metrics).")]
@@ -96,6 +99,18 @@ def launch_gpus(gpus: int | None, device: str) -> str:
     return "cuda"
 
 
+def run_trainer(trainer: Trainer, out: Path, resume: bool, is_main: bool, what: str) -> None:
+    """Claim the run folder (rank 0), resume if asked, train, and say where the best checkpoint is."""
+    from edgekd.train import distributed
+
+    distributed.run_on_main(lambda: prepare_run_dir(out, resume))
+    if resume:
+        trainer.resume()
+    trainer.fit()
+    if is_main:
+        typer.echo(f"{what}: {out / 'best.pt'} (AP {trainer.best_ap:.2f})")
+
+
 def train_command(
     model: Annotated[str, typer.Argument(help="Zoo name, e.g. retinanet_mobilenet_v3_lite (see `edgekd models`).")],
     data: DataOption,
@@ -144,12 +159,7 @@ def train_command(
         torch.manual_seed(seed)
         detector = build_detector(DetectorConfig(model, train_data.classes, input_size), pretrained_backbone)
         trainer = Trainer(DetectionObjective(detector), train_data, val_data, out, options, {"data": str(data)})
-        distributed.run_on_main(lambda: prepare_run_dir(out, resume))
-        if resume:
-            trainer.resume()
-        trainer.fit()
-        if env.is_main:
-            typer.echo(f"best checkpoint: {out / 'best.pt'} (AP {trainer.best_ap:.2f})")
+        run_trainer(trainer, out, resume, env.is_main, "best checkpoint")
 
 
 def register(app: typer.Typer) -> None:
