@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
@@ -51,6 +52,19 @@ def ensure_synthetic(
     marker.write_text(json.dumps(wanted))
 
 
+def _cached_run(run_dir: Path, reuse: bool, console: Console, title: str, make_trainer: Callable[[], Trainer]) -> Path:
+    """Run the trainer into run_dir unless `reuse` and an earlier run there finished; returns best.pt."""
+    best = run_dir / "best.pt"
+    if reuse and best.is_file() and (run_dir / "done").is_file():
+        console.print(f"[dim]reusing {best}[/]")
+        return best
+    shutil.rmtree(run_dir, ignore_errors=True)
+    console.rule(title)
+    make_trainer().fit()
+    (run_dir / "done").touch()
+    return best
+
+
 def train_cached(
     run_dir: Path,
     model: str,
@@ -61,18 +75,14 @@ def train_cached(
     console: Console,
     reuse: bool = True,
 ) -> Path:
-    """Train `model` into run_dir (or reuse its best.pt when `reuse` and the run finished); returns best.pt."""
-    best = run_dir / "best.pt"
-    if reuse and best.is_file() and (run_dir / "done").is_file():
-        console.print(f"[dim]reusing {best}[/]")
-        return best
-    shutil.rmtree(run_dir, ignore_errors=True)
-    console.rule(f"train {model}")
-    torch.manual_seed(options.seed)
-    detector = build_detector(DetectorConfig(model, train.classes, input_size))
-    Trainer(DetectionObjective(detector), train, val, run_dir, options).fit()
-    (run_dir / "done").touch()
-    return best
+    """Train `model` into run_dir (or reuse a finished run); returns best.pt."""
+
+    def make_trainer() -> Trainer:
+        torch.manual_seed(options.seed)
+        detector = build_detector(DetectorConfig(model, train.classes, input_size))
+        return Trainer(DetectionObjective(detector), train, val, run_dir, options)
+
+    return _cached_run(run_dir, reuse, console, f"train {model}", make_trainer)
 
 
 def distill_cached(
@@ -87,15 +97,13 @@ def distill_cached(
     reuse: bool = True,
 ) -> Path:
     """Distil `student` into run_dir (or reuse a finished run); returns best.pt."""
-    best = run_dir / "best.pt"
-    if reuse and best.is_file() and (run_dir / "done").is_file():
-        console.print(f"[dim]reusing {best}[/]")
-        return best
-    shutil.rmtree(run_dir, ignore_errors=True)
-    console.rule(f"distil {student} with {recipe.name}")
-    build_distill_trainer(teacher, student, recipe, train, val, run_dir, options, console).fit()
-    (run_dir / "done").touch()
-    return best
+    return _cached_run(
+        run_dir,
+        reuse,
+        console,
+        f"distil {student} with {recipe.name}",
+        lambda: build_distill_trainer(teacher, student, recipe, train, val, run_dir, options, console),
+    )
 
 
 def cpu_latency_ms(detector: Detector, iters: int = 20) -> float:
