@@ -451,8 +451,8 @@ def write_report(
     paths: list[Path], out_dir: Path, phase: str = "compute", batch: int | None = None
 ) -> tuple[Path, Path, Report]:
     """report.md, accuracy_latency.png and report.json in `out_dir`; returns (markdown, png, report)."""
+    from edgekd.atomic import atomic_write_text
     from edgekd.bench.plots import plot_points, render_accuracy_latency
-    from edgekd.export.metadata import atomic_write_text
 
     if phase not in LATENCY_PHASES:
         raise EdgeKDError(f"--latency {phase}: expected one of {', '.join(LATENCY_PHASES)}")

@@ -7,13 +7,13 @@ a 16th (score). Every parse error names `file:line: field <name>: <problem>`.
 from __future__ import annotations
 
 import math
-import os
 import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
 
+from edgekd.atomic import atomic_write_text
 from edgekd.data.records import LabeledObject
 from edgekd.errors import EdgeKDError
 
@@ -169,7 +169,7 @@ def write_label_file(path: str | Path, objects: Iterable[LabeledObject]) -> None
     for obj in objects:
         if len(obj.type.split()) != 1 or obj.type != obj.type.strip():
             raise EdgeKDError(f"{path}: field type: must be one word, got {obj.type!r}")
-    write_text_atomic(path, "".join(format_label_line(obj) + "\n" for obj in objects))
+    atomic_write_text(path, "".join(format_label_line(obj) + "\n" for obj in objects))
 
 
 def read_results_dir(results_dir: str | Path, image_ids: Sequence[str]) -> dict[str, list[LabeledObject]]:
@@ -191,14 +191,6 @@ def read_results_dir(results_dir: str | Path, image_ids: Sequence[str]) -> dict[
         path = results_dir / f"{image_id}.txt"
         results[image_id] = read_label_file(path, with_score=True) if path.is_file() else []
     return results
-
-
-def write_text_atomic(path: str | Path, text: str) -> None:
-    """Write `text` to a temporary file beside `path`, then rename it: a crash never leaves half a file."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def _calib_line(key: str, matrix: np.ndarray) -> str:
@@ -225,7 +217,7 @@ def write_calib(path: str | Path, P2: np.ndarray) -> None:
         "Tr_velo_to_cam": velo_to_cam,
         "Tr_imu_to_velo": np.hstack([np.eye(3), np.zeros((3, 1))]),
     }
-    write_text_atomic(path, "".join(_calib_line(key, m) + "\n" for key, m in matrices.items()))
+    atomic_write_text(path, "".join(_calib_line(key, m) + "\n" for key, m in matrices.items()))
 
 
 def read_calib(path: str | Path) -> np.ndarray:

@@ -27,7 +27,8 @@ import numpy as np
 from PIL import Image
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from edgekd.data.kitti import write_calib, write_label_file, write_text_atomic
+from edgekd.atomic import atomic_write_text
+from edgekd.data.kitti import write_calib, write_label_file
 from edgekd.data.records import LabeledObject
 from edgekd.data.synth_background import paint_background
 from edgekd.data.synth_canvas import OCCLUDER_ID, Canvas, Drawing, Light
@@ -254,9 +255,9 @@ def render_dataset(
     splits = {"train": ids[:n_train], "val": ids[n_train:], "trainval": ids}
     for name, split in splits.items():
         if split:
-            write_text_atomic(out / "ImageSets" / f"{name}.txt", "".join(f"{i}\n" for i in split))
+            atomic_write_text(out / "ImageSets" / f"{name}.txt", "".join(f"{i}\n" for i in split))
     meta = {"generator": "edgekd.data.synth", "seed": seed, "size": list(size), "config": dataclasses.asdict(cfg)}
-    write_text_atomic(out / "synth_config.json", json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    atomic_write_text(out / "synth_config.json", json.dumps(meta, indent=2, sort_keys=True) + "\n")
     return SynthSummary(out, n_train, n_val, time.perf_counter() - start, dict(sorted(counts.items())))
 
 

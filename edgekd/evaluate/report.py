@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 from rich.table import Table
 
-from edgekd.errors import EdgeKDError
+from edgekd.atomic import atomic_write_text
 from edgekd.evaluate.coco import COCO_METRICS
 from edgekd.evaluate.kitti import DIFFICULTIES
 
@@ -47,20 +45,5 @@ def results_table(results: dict) -> list[Table]:
 
 
 def write_results_json(path: str | Path, results: dict) -> None:
-    """Write ``results`` as indented JSON, atomically (a temporary file in the same folder, then os.replace)."""
-    path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as error:
-        raise EdgeKDError(f"cannot write results to {path}: {error.strerror or error}") from None
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            json.dump(results, stream, indent=2, allow_nan=False)
-            stream.write("\n")
-        os.replace(temp_name, path)
-    except BaseException as error:
-        Path(temp_name).unlink(missing_ok=True)
-        if isinstance(error, OSError):
-            raise EdgeKDError(f"cannot write results to {path}: {error.strerror or error}") from None
-        raise
+    """Write ``results`` as indented JSON, atomically."""
+    atomic_write_text(Path(path), json.dumps(results, indent=2, allow_nan=False) + "\n")

@@ -16,13 +16,12 @@ import numpy as np
 from rich.console import Console
 from rich.progress import track
 
+from edgekd.atomic import atomic_write_bytes, atomic_write_text
 from edgekd.data.records import Dataset, Detections
 from edgekd.errors import EdgeKDError
 from edgekd.export.metadata import (
     BatchSpec,
     ExportMetadata,
-    atomic_write_bytes,
-    atomic_write_text,
     file_sha256,
     library_versions,
     metadata_path,

@@ -16,9 +16,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from edgekd.atomic import atomic_write_bytes
 from edgekd.data.records import ImageRecord
 from edgekd.errors import EdgeKDError
-from edgekd.export.metadata import BatchSpec, atomic_write_bytes
+from edgekd.export.metadata import BatchSpec
 from edgekd.runtime.preprocess import load_images, pad_batch
 
 
