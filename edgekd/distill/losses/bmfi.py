@@ -35,7 +35,7 @@ from edgekd.distill.losses.base import (
     non_negative,
     positive,
 )
-from edgekd.distill.losses.common import ADAPTER_INITS, ADAPTER_KINDS, AdaptedFeatureLoss
+from edgekd.distill.losses.common import ADAPTER_INITS, ADAPTER_KINDS, FEATURE_NORM_OPTION, AdaptedFeatureLoss
 
 
 def fgd_attention(feat: Tensor, temp: float) -> tuple[Tensor, Tensor]:
@@ -107,6 +107,7 @@ class BMFILoss(AdaptedFeatureLoss):
         "levels": LEVELS_OPTION,
         "adapter": Option("auto", (str,), choices=ADAPTER_KINDS),
         "adapter_init": Option("default", (str,), choices=ADAPTER_INITS),
+        "feature_norm": FEATURE_NORM_OPTION,
     }
 
     def compute(self, inputs: KDInputs) -> tuple[Tensor, dict[str, Tensor]]:
@@ -114,8 +115,7 @@ class BMFILoss(AdaptedFeatureLoss):
         zero = inputs.student_feats[0].new_zeros((), dtype=torch.float32)
         box_grain, attention_grain, global_grain = zero, zero, zero
         for adapter, level in zip(self.adapters, self.levels, strict=True):
-            student = adapter(inputs.student_feats[level]).float()
-            teacher = inputs.teacher_feats[level].float()
+            student, teacher = self.scaled_pair(adapter(inputs.student_feats[level]), inputs.teacher_feats[level])
             height, width = teacher.shape[-2:]
             masks = torch.stack(
                 [box_mask(b, inputs.strides[level], (height, width)).to(teacher.device) for b in inputs.gt_boxes]

@@ -1,4 +1,4 @@
-"""Pieces several KD losses share: student->teacher adaptation layers and prior-to-GT matching.
+"""Pieces several KD losses share: student->teacher adaptation layers, feature scaling and prior-to-GT matching.
 
 Adaptation layers belong to the loss (they train with the student and are dropped at export). Kinds:
 `conv1x1`, `conv3x3` (stride 1, padding 1, with bias), `auto` (1x1 conv only where channel counts differ,
@@ -14,12 +14,19 @@ import torch
 from torch import Tensor, nn
 from torchvision.ops import box_iou
 
-from edgekd.distill.losses.base import KDLoss
+from edgekd.distill.losses.base import KDLoss, Option
 from edgekd.errors import EdgeKDError
 
 ADAPTER_KINDS = ("conv1x1", "conv3x3", "auto", "none")
 ADAPTER_INITS = ("default", "tiny")
 TINY_INIT_STD = 1e-4
+FEATURE_NORMS = ("none", "teacher_rms")
+FEATURE_NORM_OPTION = Option(
+    "none",
+    (str,),
+    choices=FEATURE_NORMS,
+    help="teacher_rms: divide adapted student and teacher maps of a level by the teacher map's RMS (detached)",
+)
 
 
 def make_adapters(
@@ -79,3 +86,19 @@ class AdaptedFeatureLoss(KDLoss):
         self.adapters = make_adapters(
             self.name, self.student_channels, self.teacher_channels, self.levels, cfg["adapter"], cfg["adapter_init"]
         )
+
+    def scaled_pair(self, adapted: Tensor, teacher: Tensor) -> tuple[Tensor, Tensor]:
+        """(adapted student, teacher) of one level in fp32, both divided by the teacher map's RMS when the option
+        `feature_norm` is `teacher_rms`.
+
+        edgekd's decision, where the papers are silent: their loss weights were tuned on ImageNet-pretrained FPN
+        features (RMS near 1); a teacher trained from scratch can have level RMS of 5-10, which multiplies every
+        squared-error loss by 25-100 and lets imitation drown the detection loss. Dividing by the teacher's RMS
+        (one detached scalar per level and batch) restores the scale the weights were tuned for without changing
+        the loss's form (an exact rescaling of each level's term).
+        """
+        adapted, teacher = adapted.float(), teacher.float()
+        if self.config.get("feature_norm", "none") == "teacher_rms":
+            rms = teacher.detach().pow(2).mean().sqrt().clamp(min=1e-6)
+            return adapted / rms, teacher / rms
+        return adapted, teacher

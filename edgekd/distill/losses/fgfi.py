@@ -33,7 +33,7 @@ from edgekd.distill.losses.base import (
     require,
     unit_interval,
 )
-from edgekd.distill.losses.common import ADAPTER_INITS, ADAPTER_KINDS, AdaptedFeatureLoss
+from edgekd.distill.losses.common import ADAPTER_INITS, ADAPTER_KINDS, FEATURE_NORM_OPTION, AdaptedFeatureLoss
 from edgekd.errors import EdgeKDError
 
 
@@ -110,6 +110,7 @@ class FGFILoss(AdaptedFeatureLoss):
         "relu": Option(False, (bool,), help="ReLU after the adapter (original single-level, post-ReLU features)"),
         "adapter": Option("conv3x3", (str,), choices=ADAPTER_KINDS),
         "adapter_init": Option("tiny", (str,), choices=ADAPTER_INITS),
+        "feature_norm": FEATURE_NORM_OPTION,
     }
 
     def compute(self, inputs: KDInputs) -> tuple[Tensor, dict[str, Tensor]]:
@@ -119,11 +120,12 @@ class FGFILoss(AdaptedFeatureLoss):
         masks = imitation_masks(
             priors, inputs.anchors_per_location, sizes, inputs.gt_boxes, cfg["psi"], cfg["max_over"]
         )
-        adapted = []
+        adapted, teacher = [], []
         for adapter, level in zip(self.adapters, self.levels, strict=True):
             student = adapter(inputs.student_feats[level])
-            adapted.append(student.relu() if cfg["relu"] else student)
-        teacher = [inputs.teacher_feats[level] for level in self.levels]
+            student, target = self.scaled_pair(student.relu() if cfg["relu"] else student, inputs.teacher_feats[level])
+            adapted.append(student)
+            teacher.append(target)
         imitation, positives = masked_imitation(
             adapted, teacher, [masks[level] for level in self.levels], cfg["norm_factor"]
         )

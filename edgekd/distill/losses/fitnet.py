@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from edgekd.distill.losses.base import LEVELS_OPTION, WEIGHT_HELP, KDInputs, Option, non_negative
-from edgekd.distill.losses.common import ADAPTER_INITS, ADAPTER_KINDS, AdaptedFeatureLoss
+from edgekd.distill.losses.common import ADAPTER_INITS, ADAPTER_KINDS, FEATURE_NORM_OPTION, AdaptedFeatureLoss
 
 
 class FitNetLoss(AdaptedFeatureLoss):
@@ -27,14 +27,15 @@ class FitNetLoss(AdaptedFeatureLoss):
         "levels": LEVELS_OPTION,
         "adapter": Option("conv1x1", (str,), choices=ADAPTER_KINDS),
         "adapter_init": Option("default", (str,), choices=ADAPTER_INITS),
+        "feature_norm": FEATURE_NORM_OPTION,
     }
 
     def compute(self, inputs: KDInputs) -> tuple[Tensor, dict[str, Tensor]]:
         total = inputs.student_feats[0].new_zeros((), dtype=torch.float32)
         parts: dict[str, Tensor] = {}
         for adapter, level in zip(self.adapters, self.levels, strict=True):
-            adapted = adapter(inputs.student_feats[level]).float()
-            level_loss = (adapted - inputs.teacher_feats[level].float()).pow(2).mean()
+            adapted, teacher = self.scaled_pair(adapter(inputs.student_feats[level]), inputs.teacher_feats[level])
+            level_loss = (adapted - teacher).pow(2).mean()
             total = total + level_loss
             parts[f"l{level}"] = level_loss
         return total, parts

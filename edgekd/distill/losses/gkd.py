@@ -32,7 +32,7 @@ from edgekd.distill.losses.base import (
     non_negative,
     require,
 )
-from edgekd.distill.losses.common import ADAPTER_INITS, ADAPTER_KINDS, AdaptedFeatureLoss
+from edgekd.distill.losses.common import ADAPTER_INITS, ADAPTER_KINDS, FEATURE_NORM_OPTION, AdaptedFeatureLoss
 from edgekd.errors import EdgeKDError
 
 
@@ -80,6 +80,7 @@ class GKDLoss(AdaptedFeatureLoss):
         "levels": LEVELS_OPTION,
         "adapter": Option("auto", (str,), choices=ADAPTER_KINDS),
         "adapter_init": Option("default", (str,), choices=ADAPTER_INITS),
+        "feature_norm": FEATURE_NORM_OPTION,
     }
 
     def compute(self, inputs: KDInputs) -> tuple[Tensor, dict[str, Tensor]]:
@@ -98,7 +99,7 @@ class GKDLoss(AdaptedFeatureLoss):
         total = inputs.student_feats[0].new_zeros((), dtype=torch.float32)
         parts: dict[str, Tensor] = {}
         for adapter, level, t, w in zip(self.adapters, self.levels, teacher, weights, strict=True):
-            level_loss = weighted_imitation(adapter(inputs.student_feats[level]), t, w)
+            level_loss = weighted_imitation(*self.scaled_pair(adapter(inputs.student_feats[level]), t), w)
             total = total + level_loss
             parts[f"l{level}"] = level_loss
         return total, parts

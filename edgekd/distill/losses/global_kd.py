@@ -50,7 +50,13 @@ from edgekd.distill.losses.base import (
     require,
     unit_interval,
 )
-from edgekd.distill.losses.common import ADAPTER_INITS, ADAPTER_KINDS, AdaptedFeatureLoss, match_to_gt
+from edgekd.distill.losses.common import (
+    ADAPTER_INITS,
+    ADAPTER_KINDS,
+    FEATURE_NORM_OPTION,
+    AdaptedFeatureLoss,
+    match_to_gt,
+)
 from edgekd.distill.losses.global_prototypes import assign_levels, generate_prototypes, instance_features
 from edgekd.distill.losses.logits import distill_kl
 from edgekd.errors import EdgeKDError
@@ -134,6 +140,7 @@ class GlobalKDLoss(AdaptedFeatureLoss):
         "pgm_max_samples": Option(800, (int,), positive, help="images per class used by the PGM"),
         "adapter": Option("conv3x3", (str,), choices=ADAPTER_KINDS),
         "adapter_init": Option("default", (str,), choices=ADAPTER_INITS),
+        "feature_norm": FEATURE_NORM_OPTION,
     }
 
     def __init__(self, student_channels: Sequence[int], teacher_channels: Sequence[int], **options: Any) -> None:
@@ -235,8 +242,8 @@ class GlobalKDLoss(AdaptedFeatureLoss):
         maps, cover = instance_weight_maps(boxes, levels, weights, inputs.strides, sizes)
         fg_levels, bg_levels = [], []
         for adapter, level in zip(self.adapters, self.levels, strict=True):
-            adapted = adapter(inputs.student_feats[level])
-            fg_level, bg_level = decoupled_point_losses(adapted, inputs.teacher_feats[level], maps[level], cover[level])
+            adapted, teacher = self.scaled_pair(adapter(inputs.student_feats[level]), inputs.teacher_feats[level])
+            fg_level, bg_level = decoupled_point_losses(adapted, teacher, maps[level], cover[level])
             fg_levels.append(fg_level)
             bg_levels.append(bg_level)
         fg, bg = torch.stack(fg_levels).mean(), torch.stack(bg_levels).mean()

@@ -1,0 +1,227 @@
+"""Presets and cached cells shared by baselines.py and kd_table.py.
+
+A cell is one training run (a teacher, or a student with or without KD for one seed). It runs in
+benchmarks/cache/cells/<role>-<hash>/ (git-ignored: checkpoints) named by the hash of everything that decides
+its result (data, input size, schedule, model, recipe losses, seed, teacher cell), so scripts that share a
+configuration share the run, and an interrupted script resumes where it stopped. The evaluation of a finished
+cell is kept in benchmarks/results/cells/<role>-<hash>.json, which is committed: a table can be completed over
+several sessions or machines (`kd_table.py --available` writes it from the stored cells alone).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import platform
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import torch
+from common import CACHE, RESULTS
+from rich.console import Console
+
+from edgekd.atomic import atomic_write_text
+from edgekd.data.loader import load_dataset
+from edgekd.data.records import Dataset
+from edgekd.data.synth_config import SynthConfig
+from edgekd.distill.recipe import load_recipe
+from edgekd.pipeline import checkpoint_row, distill_cached, ensure_synthetic, train_cached
+from edgekd.train.trainer import TrainOptions
+
+RECIPES = Path(__file__).resolve().parent.parent / "recipes"
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Data, input size, schedules and model pairs of one benchmark scale."""
+
+    image_size: tuple[int, int]  # rendered (width, height)
+    input_size: tuple[int, int]  # network (height, width)
+    n_train: int
+    n_val: int
+    near_range: bool  # objects labelled to 30 m only (SynthConfig.near_range)
+    teacher_epochs: int
+    student_epochs: int
+    batch: int
+    lr: float
+    warmup_iters: tuple[int, int]  # (teacher, student) warm-up iterations
+    device: str
+    pairs: dict[str, tuple[str, str]] = field(default_factory=dict)  # pair name -> (teacher, student)
+
+    def data_key(self) -> dict:
+        return {k: getattr(self, k) for k in ("image_size", "input_size", "n_train", "n_val", "near_range")}
+
+
+PRESETS = {
+    # 2-core CPU, the whole one-stage table with 3 seeds in under 2 hours: near-range scenes (objects labelled to
+    # 30 m) keep boxes learnable at 416x128; the width-reduced ResNet-18 RetinaNet stands in for ResNet-50 (the
+    # full-width ResNet-18 trains at about 1 image/s here). Teacher on a longer schedule than the students, as in
+    # the KD papers.
+    "cpu": Preset(
+        (1242, 375), (128, 416), 480, 150, True, 10, 2, 8, 3e-3, (100, 20), "cpu",
+        {"one-stage": ("retinanet_resnet18_lite", "retinanet_mobilenet_v3_lite"),
+         "two-stage": ("fasterrcnn_resnet18_lite", "fasterrcnn_mobilenet_v3_lite")},
+    ),
+    # One H100-class GPU, the recipes' 640x192 input and the pairs of the KD issue.
+    "gpu": Preset(
+        (1242, 375), (192, 640), 1000, 300, False, 12, 6, 16, 2e-3, (200, 60), "cuda",
+        {"one-stage": ("retinanet_resnet50", "retinanet_mobilenet_v3"),
+         "two-stage": ("fasterrcnn_resnet50", "fasterrcnn_mobilenet_v3")},
+    ),
+    # Seconds-long runs that exercise the scripts end to end (tests, first check on a new machine).
+    "smoke": Preset(
+        (310, 94), (64, 192), 8, 4, True, 1, 1, 4, 2e-3, (2, 2), "cpu",
+        {"one-stage": ("retinanet_resnet18_lite", "retinanet_mobilenet_v3_lite"),
+         "two-stage": ("fasterrcnn_resnet18_lite", "fasterrcnn_mobilenet_v3_lite")},
+    ),
+    # Full KITTI resolution on one GPU, for the teacher/student baselines.
+    "gpu-full": Preset(
+        (1242, 375), (384, 1248), 1000, 300, False, 12, 6, 16, 2e-3, (200, 60), "cuda",
+        {"one-stage": ("retinanet_resnet50", "retinanet_mobilenet_v3_lite")},
+    ),
+}  # fmt: skip
+
+METHODS = {  # row name -> recipe file (None: the student without KD)
+    "no KD": None,
+    "fgfi": "fgfi.yaml",
+    "ssim": "ssim.yaml",
+    "gkd+bmfi": "gkd_bmfi.yaml",
+    "global": "global.yaml",
+    "fitnet": "fitnet.yaml",
+    "logits": "logits.yaml",
+    "combined": "combined.yaml",
+}
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One run: the teacher of a pair (method None, role teacher) or a student of a method and seed."""
+
+    preset_name: str
+    pair: str
+    role: str  # teacher | student
+    method: str | None = None
+    seed: int = 0
+
+    @property
+    def preset(self) -> Preset:
+        return PRESETS[self.preset_name]
+
+    @property
+    def model(self) -> str:
+        teacher, student = self.preset.pairs[self.pair]
+        return teacher if self.role == "teacher" else student
+
+    def config(self) -> dict:
+        options = self.options()
+        config = {
+            "data": self.preset.data_key(),
+            "model": self.model,
+            "schedule": [options.epochs, options.batch_size, options.lr, options.warmup_iters],
+            "seed": self.seed,
+            "device": options.device,
+        }
+        if self.role == "student" and METHODS[self.method]:
+            config["losses"] = load_recipe(RECIPES / METHODS[self.method]).losses
+            config["teacher"] = self.teacher().directory().name
+        return json.loads(json.dumps(config))
+
+    def directory(self) -> Path:
+        digest = hashlib.sha256(json.dumps(self.config(), sort_keys=True).encode()).hexdigest()[:16]
+        return CACHE / "cells" / f"{self.role}-{digest}"
+
+    def teacher(self) -> Cell:
+        return Cell(self.preset_name, self.pair, "teacher")
+
+    def options(self) -> TrainOptions:
+        preset, teacher = self.preset, self.role == "teacher"
+        epochs = preset.teacher_epochs if teacher else preset.student_epochs
+        return TrainOptions(
+            epochs, preset.batch, preset.lr, warmup_iters=preset.warmup_iters[0 if teacher else 1], seed=self.seed,
+            device=preset.device, quiet=True,
+        )  # fmt: skip
+
+    @property
+    def label(self) -> str:
+        return "teacher" if self.role == "teacher" else str(self.method)
+
+
+def data_root(preset_name: str) -> Path:
+    """Presets that render the same scenes share them."""
+    preset = PRESETS[preset_name]
+    width, height = preset.image_size
+    near = "_near" if preset.near_range else ""
+    return CACHE / f"data_{width}x{height}_{preset.n_train}_{preset.n_val}{near}"
+
+
+def ensure_data(preset_name: str, console: Console) -> tuple[Dataset, Dataset]:
+    """Render (once) and load the synthetic train/val split of a preset."""
+    preset, root = PRESETS[preset_name], data_root(preset_name)
+    config = SynthConfig.near_range() if preset.near_range else SynthConfig()
+    workers = max(1, (os.cpu_count() or 1) - 1)
+    ensure_synthetic(root, preset.image_size, preset.n_train, preset.n_val, 0, console, config, workers)
+    return load_dataset(root, "train"), load_dataset(root, "val")
+
+
+def seconds_per_epoch(run_dir: Path) -> float:
+    with (run_dir / "metrics.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    return sum(float(r["train_seconds"]) for r in rows) / len(rows)
+
+
+def device_name(device: str) -> str:
+    if device.startswith("cuda"):
+        return torch.cuda.get_device_name(device)
+    return f"{platform.machine()} CPU, {os.cpu_count()} cores"
+
+
+CELL_RESULTS = RESULTS / "cells"
+
+
+def cached_result(cell: Cell) -> dict | None:
+    """The stored evaluation of a finished cell, or None when it has not run."""
+    result_file = CELL_RESULTS / f"{cell.directory().name}.json"
+    return json.loads(result_file.read_text()) if result_file.is_file() else None
+
+
+def run_cell(cell: Cell, console: Console | None = None) -> dict:
+    """Train (or reuse) one cell and evaluate its best checkpoint once; a top-level function so that a process
+    pool can run cells side by side (the teacher of a student cell must have finished)."""
+    console = console or Console(quiet=True)
+    run_dir = cell.directory()
+    cached = cached_result(cell)
+    if cached is not None:
+        return cached
+    train, val = ensure_data(cell.preset_name, console)
+    options = cell.options()
+    if cell.role == "student" and METHODS[cell.method]:
+        recipe = replace(load_recipe(RECIPES / METHODS[cell.method]), img_size=None)  # the preset sets the size
+        teacher = cell.teacher().directory() / "best.pt"
+        best = distill_cached(run_dir, teacher, cell.model, recipe, train, val, options, console)
+    else:
+        best = train_cached(run_dir, cell.model, train, val, cell.preset.input_size, options, console)
+    row = checkpoint_row(cell.label, best, val, cell.preset.device)
+    del row["results"]
+    row.update(
+        epochs=options.epochs, epoch_seconds=seconds_per_epoch(run_dir),
+        train_minutes=seconds_per_epoch(run_dir) * options.epochs / 60, seed=cell.seed, cell=run_dir.name,
+        trained_on=device_name(options.device),
+    )  # fmt: skip
+    CELL_RESULTS.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(CELL_RESULTS / f"{run_dir.name}.json", json.dumps(row, indent=1) + "\n")
+    return row
+
+
+def preset_summary(preset_name: str) -> str:
+    preset = PRESETS[preset_name]
+    height, width = preset.input_size
+    near = " (near-range: objects labelled to 30 m)" if preset.near_range else ""
+    return (
+        f"Synthetic KITTI-like data: {preset.n_train} train / {preset.n_val} val images rendered at "
+        f"{preset.image_size[0]}x{preset.image_size[1]}{near}, network input {width}x{height}; teacher "
+        f"{preset.teacher_epochs} epochs, students {preset.student_epochs} epochs; batch {preset.batch}, AdamW lr "
+        f"{preset.lr}, warm-up {preset.warmup_iters[0]} (teacher) / {preset.warmup_iters[1]} (students) "
+        "iterations, then cosine decay."
+    )
