@@ -125,7 +125,8 @@ def write_tables(args: argparse.Namespace, tables: dict) -> None:
     lines = [f"# KD results table ({args.preset} preset, {args.seeds} seeds)", ""]
     lines.append(
         preset_summary(args.preset) + " Mean +- std over seeds; gap closed = gain / (teacher - no KD); time = "
-        "training seconds per epoch relative to the no-KD student (teacher forward included)."
+        "training seconds per epoch relative to the no-KD student (teacher forward included; rough where cells ran "
+        "side by side with --jobs)."
     )
     trained_on = sorted({t["teacher"].get("trained_on", "?") for t in tables.values()})
     lines.append(f"Trained on: {', '.join(trained_on)}.")
