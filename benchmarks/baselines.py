@@ -32,7 +32,7 @@ def main() -> None:
     rows = []
     for cell in cells:
         console.print(f"[bold]{cell.role} {cell.model}[/] ({cell.directory()})")
-        rows.append(run_cell(cell, console))
+        rows.append({**run_cell(cell, console), "model": cell.role})
     gap = rows[0]["AP"] - rows[1]["AP"]
     lines = [
         f"# Teacher vs student baselines ({args.preset} preset)",
