@@ -31,6 +31,7 @@ from edgekd.pipeline import checkpoint_row, distill_cached, ensure_synthetic, tr
 from edgekd.train.trainer import TrainOptions
 
 RECIPES = Path(__file__).resolve().parent.parent / "recipes"
+ABLATION_RECIPES = Path(__file__).resolve().parent / "recipes"
 
 
 @dataclass(frozen=True)
@@ -93,6 +94,16 @@ METHODS = {  # row name -> recipe file (None: the student without KD)
     "logits": "logits.yaml",
     "combined": "combined.yaml",
 }
+ABLATIONS = {  # extra rows, only when asked for (kd_table.py --methods ... --tag ...)
+    "fgfi (raw scale)": "fgfi_raw_scale.yaml",
+}
+
+
+def recipe_path(method: str) -> Path | None:
+    """The recipe file of a table row, None for the student without KD."""
+    if method in ABLATIONS:
+        return ABLATION_RECIPES / ABLATIONS[method]
+    return RECIPES / METHODS[method] if METHODS[method] else None
 
 
 @dataclass(frozen=True)
@@ -123,8 +134,9 @@ class Cell:
             "seed": self.seed,
             "device": options.device,
         }
-        if self.role == "student" and METHODS[self.method]:
-            config["losses"] = load_recipe(RECIPES / METHODS[self.method]).losses
+        recipe = recipe_path(self.method) if self.role == "student" else None
+        if recipe is not None:
+            config["losses"] = load_recipe(recipe).losses
             config["teacher"] = self.teacher().directory().name
         return json.loads(json.dumps(config))
 
@@ -196,8 +208,9 @@ def run_cell(cell: Cell, console: Console | None = None) -> dict:
         return cached
     train, val = ensure_data(cell.preset_name, console)
     options = cell.options()
-    if cell.role == "student" and METHODS[cell.method]:
-        recipe = replace(load_recipe(RECIPES / METHODS[cell.method]), img_size=None)  # the preset sets the size
+    recipe_file = recipe_path(cell.method) if cell.role == "student" else None
+    if recipe_file is not None:
+        recipe = replace(load_recipe(recipe_file), img_size=None)  # the preset sets the size
         teacher = cell.teacher().directory() / "best.pt"
         best = distill_cached(run_dir, teacher, cell.model, recipe, train, val, options, console)
     else:

@@ -24,7 +24,7 @@ from rich.console import Console  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import RESULTS, write_results  # noqa: E402
-from kd_cells import METHODS, PRESETS, Cell, cached_result, ensure_data, preset_summary, run_cell  # noqa: E402
+from kd_cells import ABLATIONS, METHODS, PRESETS, Cell, cached_result, ensure_data, preset_summary, run_cell  # noqa: E402
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:
@@ -54,7 +54,9 @@ def main() -> None:
     parser.add_argument("--preset", choices=sorted(PRESETS), default="cpu")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--pairs", default="one-stage", help="comma list of: one-stage, two-stage")
-    parser.add_argument("--methods", default=",".join(METHODS), help="comma list of: " + ", ".join(METHODS))
+    known = [*METHODS, *ABLATIONS]
+    parser.add_argument("--methods", default=",".join(METHODS), help="comma list of: " + ", ".join(known))
+    parser.add_argument("--tag", default="", help="results go to kd_table_<preset>_<tag>.* (for ablation tables)")
     parser.add_argument("--jobs", type=int, default=1, help="cells trained side by side (GPU)")
     parser.add_argument(
         "--available", action="store_true", help="train nothing: write the table from the cells already cached"
@@ -67,8 +69,8 @@ def main() -> None:
         if name not in preset.pairs:
             parser.error(f"--pairs: the {args.preset} preset has no pair '{name}' (it has {', '.join(preset.pairs)})")
     for name in methods:
-        if name not in METHODS:
-            parser.error(f"--methods: unknown method '{name}' (known: {', '.join(METHODS)})")
+        if name not in known:
+            parser.error(f"--methods: unknown method '{name}' (known: {', '.join(known)})")
     teachers = [Cell(args.preset, pair, "teacher") for pair in pairs]
     students = [
         Cell(args.preset, pair, "student", method, seed) for pair in pairs for method in methods
@@ -159,10 +161,11 @@ def write_tables(args: argparse.Namespace, tables: dict) -> None:
     axis.legend()
     figure.tight_layout()
     RESULTS.mkdir(parents=True, exist_ok=True)
-    figure.savefig(RESULTS / f"kd_table_{args.preset}.png", dpi=100)
+    stem = f"kd_table_{args.preset}" + (f"_{args.tag}" if args.tag else "")
+    figure.savefig(RESULTS / f"{stem}.png", dpi=100)
     plt.close(figure)
-    lines += ["", f"![gain per method](kd_table_{args.preset}.png)"]
-    write_results(f"kd_table_{args.preset}", payload, "\n".join(lines))
+    lines += ["", f"![gain per method]({stem}.png)"]
+    write_results(stem, payload, "\n".join(lines))
     print("\n".join(lines))
 
 
