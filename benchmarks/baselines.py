@@ -4,7 +4,7 @@ Trains the one-stage teacher of a preset (cached: trained once, shared with kd_t
 student without KD (the kd_table.py "no KD" cell of the same seed), then writes COCO AP, KITTI Moderate AP per
 class, params, GFLOPs and training time to benchmarks/results/baselines_<preset>.*.
 
-    python benchmarks/baselines.py --preset cpu        # 2-core CPU, about 25 minutes
+    python benchmarks/baselines.py --preset cpu        # 2-core CPU, about 16 minutes
     python benchmarks/baselines.py --preset gpu-full   # full KITTI size, retinanet_resnet50 teacher
 """
 

@@ -55,6 +55,10 @@ class Preset:
         return {k: getattr(self, k) for k in ("image_size", "input_size", "n_train", "n_val", "near_range")}
 
 
+LITE_PAIRS = {  # CPU-sized pairs: width-reduced ResNet-18 teachers stand in for ResNet-50
+    "one-stage": ("retinanet_resnet18_lite", "retinanet_mobilenet_v3_lite"),
+    "two-stage": ("fasterrcnn_resnet18_lite", "fasterrcnn_mobilenet_v3_lite"),
+}
 PRESETS = {
     # 2-core CPU, the whole one-stage table with 3 seeds in under 2 hours: near-range scenes (objects labelled to
     # 30 m) keep boxes learnable at 416x128; the width-reduced ResNet-18 RetinaNet stands in for ResNet-50 (the
@@ -62,8 +66,7 @@ PRESETS = {
     # the KD papers.
     "cpu": Preset(
         (1242, 375), (128, 416), 480, 150, True, 10, 2, 8, 3e-3, (100, 20), "cpu",
-        {"one-stage": ("retinanet_resnet18_lite", "retinanet_mobilenet_v3_lite"),
-         "two-stage": ("fasterrcnn_resnet18_lite", "fasterrcnn_mobilenet_v3_lite")},
+        LITE_PAIRS,
     ),
     # One H100-class GPU, the recipes' 640x192 input and the pairs of the KD issue.
     "gpu": Preset(
@@ -74,8 +77,7 @@ PRESETS = {
     # Seconds-long runs that exercise the scripts end to end (tests, first check on a new machine).
     "smoke": Preset(
         (310, 94), (64, 192), 8, 4, True, 1, 1, 4, 2e-3, (2, 2), "cpu",
-        {"one-stage": ("retinanet_resnet18_lite", "retinanet_mobilenet_v3_lite"),
-         "two-stage": ("fasterrcnn_resnet18_lite", "fasterrcnn_mobilenet_v3_lite")},
+        LITE_PAIRS,
     ),
     # Full KITTI resolution on one GPU, for the teacher/student baselines.
     "gpu-full": Preset(
@@ -134,9 +136,8 @@ class Cell:
             "seed": self.seed,
             "device": options.device,
         }
-        recipe = recipe_path(self.method) if self.role == "student" else None
-        if recipe is not None:
-            config["losses"] = load_recipe(recipe).losses
+        if self.recipe_file is not None:
+            config["losses"] = load_recipe(self.recipe_file).losses
             config["teacher"] = self.teacher().directory().name
         return json.loads(json.dumps(config))
 
@@ -154,6 +155,11 @@ class Cell:
             epochs, preset.batch, preset.lr, warmup_iters=preset.warmup_iters[0 if teacher else 1], seed=self.seed,
             device=preset.device, quiet=True,
         )  # fmt: skip
+
+    @property
+    def recipe_file(self) -> Path | None:
+        """The KD recipe of a student cell; None for a teacher or the student without KD."""
+        return recipe_path(self.method) if self.role == "student" else None
 
     @property
     def label(self) -> str:
@@ -192,9 +198,9 @@ def device_name(device: str) -> str:
 CELL_RESULTS = RESULTS / "cells"
 
 
-def cached_result(cell: Cell) -> dict | None:
-    """The stored evaluation of a finished cell, or None when it has not run."""
-    result_file = CELL_RESULTS / f"{cell.directory().name}.json"
+def cached_result(cell: Cell, run_dir: Path | None = None) -> dict | None:
+    """The stored evaluation of a finished cell (whose directory is `run_dir`, if known), or None."""
+    result_file = CELL_RESULTS / f"{(run_dir or cell.directory()).name}.json"
     return json.loads(result_file.read_text()) if result_file.is_file() else None
 
 
@@ -203,23 +209,23 @@ def run_cell(cell: Cell, console: Console | None = None) -> dict:
     pool can run cells side by side (the teacher of a student cell must have finished)."""
     console = console or Console(quiet=True)
     run_dir = cell.directory()
-    cached = cached_result(cell)
+    cached = cached_result(cell, run_dir)
     if cached is not None:
         return cached
     train, val = ensure_data(cell.preset_name, console)
     options = cell.options()
-    recipe_file = recipe_path(cell.method) if cell.role == "student" else None
-    if recipe_file is not None:
-        recipe = replace(load_recipe(recipe_file), img_size=None)  # the preset sets the size
+    if cell.recipe_file is not None:
+        recipe = replace(load_recipe(cell.recipe_file), img_size=None)  # the preset sets the size
         teacher = cell.teacher().directory() / "best.pt"
         best = distill_cached(run_dir, teacher, cell.model, recipe, train, val, options, console)
     else:
         best = train_cached(run_dir, cell.model, train, val, cell.preset.input_size, options, console)
     row = checkpoint_row(cell.label, best, val, cell.preset.device)
     del row["results"]
+    epoch_seconds = seconds_per_epoch(run_dir)
     row.update(
-        epochs=options.epochs, epoch_seconds=seconds_per_epoch(run_dir),
-        train_minutes=seconds_per_epoch(run_dir) * options.epochs / 60, seed=cell.seed, cell=run_dir.name,
+        epochs=options.epochs, epoch_seconds=epoch_seconds, train_minutes=epoch_seconds * options.epochs / 60,
+        seed=cell.seed, cell=run_dir.name,
         trained_on=device_name(options.device),
     )  # fmt: skip
     CELL_RESULTS.mkdir(parents=True, exist_ok=True)
