@@ -183,10 +183,10 @@ def ensure_data(preset_name: str, console: Console) -> tuple[Dataset, Dataset]:
     return load_dataset(root, "train"), load_dataset(root, "val")
 
 
-def seconds_per_epoch(run_dir: Path) -> float:
+def epoch_metrics(run_dir: Path) -> list[dict[str, float]]:
+    """The per-epoch rows of a finished cell's metrics.csv."""
     with (run_dir / "metrics.csv").open() as handle:
-        rows = list(csv.DictReader(handle))
-    return sum(float(r["train_seconds"]) for r in rows) / len(rows)
+        return [{key: float(value) for key, value in row.items()} for row in csv.DictReader(handle)]
 
 
 def device_name(device: str) -> str:
@@ -222,10 +222,11 @@ def run_cell(cell: Cell, console: Console | None = None) -> dict:
         best = train_cached(run_dir, cell.model, train, val, cell.preset.input_size, options, console)
     row = checkpoint_row(cell.label, best, val, cell.preset.device)
     del row["results"]
-    epoch_seconds = seconds_per_epoch(run_dir)
+    epochs = epoch_metrics(run_dir)
+    epoch_seconds = sum(e["train_seconds"] for e in epochs) / len(epochs)
     row.update(
         epochs=options.epochs, epoch_seconds=epoch_seconds, train_minutes=epoch_seconds * options.epochs / 60,
-        seed=cell.seed, cell=run_dir.name,
+        ap_per_epoch=[e["AP"] for e in epochs], seed=cell.seed, cell=run_dir.name,
         trained_on=device_name(options.device),
     )  # fmt: skip
     CELL_RESULTS.mkdir(parents=True, exist_ok=True)

@@ -122,6 +122,19 @@ def summarize_pair(table: dict) -> list[dict]:
     return summary
 
 
+def teacher_at_student_budget(teacher: dict, student_epochs: int) -> list[str]:
+    """A line on the teacher's own validation AP after the students' number of epochs (from its learning curve):
+    how much of the teacher-student gap is the longer schedule rather than the larger model."""
+    curve = teacher.get("ap_per_epoch", [])
+    if len(curve) <= student_epochs:
+        return []
+    return [
+        "",
+        f"The teacher itself, after {student_epochs} of its {len(curve)} epochs (the students' budget, at its own "
+        f"schedule's still-high learning rate), had {curve[student_epochs - 1]:.2f} validation AP.",
+    ]
+
+
 def write_tables(args: argparse.Namespace, tables: dict) -> None:
     preset = PRESETS[args.preset]
     lines = [f"# KD results table ({args.preset} preset, {args.seeds} seeds)", ""]
@@ -152,6 +165,7 @@ def write_tables(args: argparse.Namespace, tables: dict) -> None:
             closed = "n/a" if np.isnan(row["gap_closed"]) else f"{100 * row['gap_closed']:.0f}%"
             cells += [f"{row['gain']:+.2f}", closed, f"{row['time_vs_no_kd']:.2f}x"]
             lines.append("| " + " | ".join(cells) + " |")
+        lines += teacher_at_student_budget(teacher, preset.student_epochs)
         kd_rows = [r for r in summary if r["method"] != "no KD"]
         positions = np.arange(len(kd_rows)) + 0.35 * offset
         axis.bar(positions, [r["gain"] for r in kd_rows], 0.35, yerr=[r["AP"][1] for r in kd_rows], label=pair)

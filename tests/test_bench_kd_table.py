@@ -1,0 +1,83 @@
+"""The KD table script end to end on the smoke preset, in a copy of benchmarks/ (its cache and results stay apart)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SMOKE = ["--preset", "smoke", "--seeds", "1", "--methods", "no KD,fitnet"]
+
+
+@pytest.fixture(scope="module")
+def bench_copy(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("repo")
+    skip = shutil.ignore_patterns("cache", "results", "__pycache__")
+    shutil.copytree(REPO / "benchmarks", root / "benchmarks", ignore=skip)
+    shutil.copytree(REPO / "recipes", root / "recipes")
+    return root
+
+
+def kd_table(root: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    script = root / "benchmarks" / "kd_table.py"
+    return subprocess.run([sys.executable, str(script), *args], cwd=root, env=env, capture_output=True, text=True)
+
+
+@pytest.fixture(scope="module")
+def smoke_run(bench_copy: Path) -> dict:
+    done = kd_table(bench_copy, *SMOKE)
+    assert done.returncode == 0, done.stderr
+    return json.loads((bench_copy / "benchmarks/results/kd_table_smoke.json").read_text())
+
+
+def test_table_rows_are_the_stored_cells_and_the_gap_is_computed_from_them(bench_copy, smoke_run):
+    pair = smoke_run["pairs"]["one-stage"]
+    cells = {
+        path.stem: json.loads(path.read_text()) for path in (bench_copy / "benchmarks/results/cells").glob("*.json")
+    }
+    assert sorted(name.split("-")[0] for name in cells) == ["student", "student", "teacher"]
+    teacher = next(row for name, row in cells.items() if name.startswith("teacher"))
+    assert pair["teacher"]["AP"] == teacher["AP"] and len(teacher["ap_per_epoch"]) == 1
+    rows = {row["method"]: row for row in pair["summary"]}
+    base, fitnet = pair["runs"]["no KD"][0]["AP"], pair["runs"]["fitnet"][0]["AP"]
+    assert rows["no KD"]["gain"] == 0.0
+    assert rows["fitnet"]["gain"] == pytest.approx(fitnet - base)
+    if teacher["AP"] > base:
+        assert rows["fitnet"]["gap_closed"] == pytest.approx((fitnet - base) / (teacher["AP"] - base))
+    markdown = (bench_copy / "benchmarks/results/kd_table_smoke.md").read_text()
+    assert "| fitnet | 1 |" in markdown and "kd_table_smoke.png" in markdown
+    assert (bench_copy / "benchmarks/results/kd_table_smoke.png").stat().st_size > 0
+
+
+def test_a_second_run_reuses_every_cell_and_available_rewrites_the_same_table(bench_copy, smoke_run):
+    checkpoints = sorted((bench_copy / "benchmarks/cache/cells").glob("*/best.pt"))
+    stamps = [path.stat().st_mtime_ns for path in checkpoints]
+    assert kd_table(bench_copy, *SMOKE).returncode == 0
+    assert kd_table(bench_copy, *SMOKE, "--available").returncode == 0
+    assert [path.stat().st_mtime_ns for path in checkpoints] == stamps
+    again = json.loads((bench_copy / "benchmarks/results/kd_table_smoke.json").read_text())
+    assert json.dumps(again["pairs"]) == json.dumps(smoke_run["pairs"])
+
+
+def test_an_unknown_pair_or_method_is_named(bench_copy):
+    done = kd_table(bench_copy, "--preset", "smoke", "--pairs", "three-stage")
+    assert done.returncode == 2 and "--pairs" in done.stderr and "three-stage" in done.stderr
+    done = kd_table(bench_copy, "--preset", "smoke", "--methods", "no KD,distill-all")
+    assert done.returncode == 2 and "--methods" in done.stderr and "distill-all" in done.stderr
+
+
+def test_teacher_line_reads_its_learning_curve_at_the_students_budget():
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from kd_table import teacher_at_student_budget
+
+    line = "\n".join(teacher_at_student_budget({"ap_per_epoch": [1.0, 2.5, 4.0]}, 2))
+    assert "after 2 of its 3 epochs" in line and "2.50 validation AP" in line
+    assert teacher_at_student_budget({"ap_per_epoch": [1.0, 2.5]}, 2) == []
+    assert teacher_at_student_budget({"AP": 3.0}, 2) == []
