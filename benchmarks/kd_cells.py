@@ -85,27 +85,35 @@ PRESETS = {
         {"one-stage": ("retinanet_resnet50", "retinanet_mobilenet_v3_lite")},
     ),
 }  # fmt: skip
+# The CPU preset with the students on the teacher's own schedule (as in the KD papers' tables): the same data and
+# teacher cell, so it measures how much of the gap is the students' shorter training.
+PRESETS["cpu-equal"] = replace(PRESETS["cpu"], student_epochs=PRESETS["cpu"].teacher_epochs)
 
-METHODS = {  # row name -> recipe file (None: the student without KD)
+METHODS = {  # row name -> recipe file (None: the student without KD; "combined" is chosen per pair)
     "no KD": None,
-    "fgfi": "fgfi.yaml",
-    "ssim": "ssim.yaml",
-    "gkd+bmfi": "gkd_bmfi.yaml",
-    "global": "global.yaml",
-    "fitnet": "fitnet.yaml",
-    "logits": "logits.yaml",
-    "combined": "combined.yaml",
+    "fgfi": RECIPES / "fgfi.yaml",
+    "ssim": RECIPES / "ssim.yaml",
+    "gkd+bmfi": RECIPES / "gkd_bmfi.yaml",
+    "global": RECIPES / "global.yaml",
+    "fitnet": RECIPES / "fitnet.yaml",
+    "logits": RECIPES / "logits.yaml",
+    "combined": None,
+}
+BEST_COMBINATION = {  # pair -> the "combined" row: that pair's best single methods on the CPU preset together
+    "one-stage": RECIPES / "combined.yaml",  # fgfi + ssim + logits
+    "two-stage": RECIPES / "fasterrcnn_combined.yaml",  # global + gkd + bmfi
 }
 ABLATIONS = {  # extra rows, only when asked for (kd_table.py --methods ... --tag ...)
-    "fgfi (raw scale)": "fgfi_raw_scale.yaml",
+    "fgfi (raw scale)": ABLATION_RECIPES / "fgfi_raw_scale.yaml",
+    "fgfi+ssim+logits": RECIPES / "combined.yaml",  # the one-stage combination, on the two-stage pair
 }
 
 
-def recipe_path(method: str) -> Path | None:
-    """The recipe file of a table row, None for the student without KD."""
-    if method in ABLATIONS:
-        return ABLATION_RECIPES / ABLATIONS[method]
-    return RECIPES / METHODS[method] if METHODS[method] else None
+def recipe_path(method: str, pair: str) -> Path | None:
+    """The recipe file of a table row of a pair, None for the student without KD."""
+    if method == "combined":
+        return BEST_COMBINATION[pair]
+    return ABLATIONS[method] if method in ABLATIONS else METHODS[method]
 
 
 @dataclass(frozen=True)
@@ -159,7 +167,7 @@ class Cell:
     @property
     def recipe_file(self) -> Path | None:
         """The KD recipe of a student cell; None for a teacher or the student without KD."""
-        return recipe_path(self.method) if self.role == "student" else None
+        return recipe_path(str(self.method), self.pair) if self.role == "student" else None
 
     @property
     def label(self) -> str:

@@ -70,7 +70,14 @@ PRESETS = {
     ),
 }
 
-DEFAULT_RECIPE = {"name": "fgfi", "losses": {"fgfi": {}}}
+# FGFI as in recipes/fgfi.yaml: imitation on teacher-RMS-scaled features (raw from-scratch features are hundreds
+# of times larger and swamp the detection loss; see the README's feature scale note).
+DEFAULT_RECIPE = {
+    "name": "fgfi",
+    "losses": {
+        "fgfi": {"weight": 0.01, "psi": 0.5, "max_over": "level", "warmup_steps": 20, "feature_norm": "teacher_rms"}
+    },
+}
 
 
 def run_demo(workdir: Path, preset: DemoPreset, recipe_path: Path | None, device: str, console: Console) -> list[dict]:

@@ -81,3 +81,18 @@ def test_teacher_line_reads_its_learning_curve_at_the_students_budget():
     assert "after 2 of its 3 epochs" in line and "2.50 validation AP" in line
     assert teacher_at_student_budget({"ap_per_epoch": [1.0, 2.5]}, 2) == []
     assert teacher_at_student_budget({"AP": 3.0}, 2) == []
+
+
+def test_combined_row_is_each_pairs_own_combination_and_equal_schedule_reuses_the_teacher():
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from kd_cells import Cell
+
+    one_stage = Cell("cpu", "one-stage", "student", "combined").config()["losses"]
+    two_stage = Cell("cpu", "two-stage", "student", "combined").config()["losses"]
+    assert sorted(one_stage) == ["fgfi", "logits", "ssim"]
+    assert sorted(two_stage) == ["bmfi", "gkd", "global"]
+    ablation = Cell("cpu", "two-stage", "student", "fgfi+ssim+logits").config()["losses"]
+    assert ablation == one_stage
+    assert Cell("cpu-equal", "one-stage", "teacher").directory() == Cell("cpu", "one-stage", "teacher").directory()
+    student = Cell("cpu-equal", "one-stage", "student", "no KD").options()
+    assert student.epochs == Cell("cpu", "one-stage", "teacher").options().epochs == 10
