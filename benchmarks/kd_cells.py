@@ -106,6 +106,8 @@ BEST_COMBINATION = {  # pair -> the "combined" row: that pair's best single meth
 ABLATIONS = {  # extra rows, only when asked for (kd_table.py --methods ... --tag ...)
     "fgfi (raw scale)": ABLATION_RECIPES / "fgfi_raw_scale.yaml",
     "fgfi+ssim+logits": RECIPES / "combined.yaml",  # the one-stage combination, on the two-stage pair
+    "gkd+bmfi (inherit)": RECIPES / "gkd_bmfi_inherit.yaml",  # student neck and head start from the teacher's
+    "fgfi+ssim+logits (inherit)": ABLATION_RECIPES / "combined_inherit.yaml",
 }
 
 
@@ -145,8 +147,11 @@ class Cell:
             "device": options.device,
         }
         if self.recipe_file is not None:
-            config["losses"] = load_recipe(self.recipe_file).losses
+            recipe = load_recipe(self.recipe_file)
+            config["losses"] = recipe.losses
             config["teacher"] = self.teacher().directory().name
+            if recipe.inherit:  # only when set, so the hashes of the other cells stay as they were
+                config["inherit"] = True
         return json.loads(json.dumps(config))
 
     def directory(self) -> Path:

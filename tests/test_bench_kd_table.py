@@ -96,3 +96,13 @@ def test_combined_row_is_each_pairs_own_combination_and_equal_schedule_reuses_th
     assert Cell("cpu-equal", "one-stage", "teacher").directory() == Cell("cpu", "one-stage", "teacher").directory()
     student = Cell("cpu-equal", "one-stage", "student", "no KD").options()
     assert student.epochs == Cell("cpu", "one-stage", "teacher").options().epochs == 10
+
+
+def test_an_inheriting_recipe_is_its_own_cell():
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from kd_cells import Cell
+
+    plain = Cell("cpu", "one-stage", "student", "gkd+bmfi")
+    inheriting = Cell("cpu", "one-stage", "student", "gkd+bmfi (inherit)")
+    assert inheriting.config() == {**plain.config(), "inherit": True}
+    assert inheriting.directory() != plain.directory()
