@@ -24,7 +24,19 @@ from rich.console import Console  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import RESULTS, write_results  # noqa: E402
-from kd_cells import ABLATIONS, METHODS, PRESETS, Cell, cached_result, ensure_data, preset_summary, run_cell  # noqa: E402
+from kd_cells import (  # noqa: E402
+    ABLATIONS,
+    METHODS,
+    PRESETS,
+    Cell,
+    cached_result,
+    ensure_data,
+    preset_summary,
+    recipe_path,
+    run_cell,
+)
+
+from edgekd.distill.recipe import load_recipe  # noqa: E402
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:
@@ -166,6 +178,9 @@ def write_tables(args: argparse.Namespace, tables: dict) -> None:
             cells += [f"{row['gain']:+.2f}", closed, f"{row['time_vs_no_kd']:.2f}x"]
             lines.append("| " + " | ".join(cells) + " |")
         lines += teacher_at_student_budget(teacher, preset.student_epochs)
+        if "combined" in table["rows"]:
+            combined = recipe_path("combined", pair)
+            lines += ["", f"combined: recipes/{combined.name} ({' + '.join(load_recipe(combined).losses)})."]
         kd_rows = [r for r in summary if r["method"] != "no KD"]
         positions = np.arange(len(kd_rows)) + 0.35 * offset
         axis.bar(positions, [r["gain"] for r in kd_rows], 0.35, yerr=[r["AP"][1] for r in kd_rows], label=pair)
