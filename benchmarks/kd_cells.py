@@ -85,9 +85,6 @@ PRESETS = {
         {"one-stage": ("retinanet_resnet50", "retinanet_mobilenet_v3_lite")},
     ),
 }  # fmt: skip
-# The CPU preset with the students on the teacher's own schedule (as in the KD papers' tables): the same data and
-# teacher cell, so it measures how much of the gap is the students' shorter training.
-PRESETS["cpu-equal"] = replace(PRESETS["cpu"], student_epochs=PRESETS["cpu"].teacher_epochs)
 
 METHODS = {  # row name -> recipe file (None: the student without KD; "combined" is chosen per pair)
     "no KD": None,
@@ -99,22 +96,29 @@ METHODS = {  # row name -> recipe file (None: the student without KD; "combined"
     "logits": RECIPES / "logits.yaml",
     "combined": None,
 }
-BEST_COMBINATION = {  # pair -> the "combined" row: that pair's best single methods on the CPU preset together
-    "one-stage": RECIPES / "combined.yaml",  # fgfi + ssim + logits
-    "two-stage": RECIPES / "fasterrcnn_combined.yaml",  # global + gkd + bmfi
+COMBINATIONS = {  # rows whose recipe depends on the pair: that pair's best single methods on the CPU preset together
+    "combined": {
+        "one-stage": RECIPES / "combined.yaml",  # fgfi + ssim + logits
+        "two-stage": RECIPES / "fasterrcnn_combined.yaml",  # global + gkd + bmfi
+    },
+    "combined (inherit)": {  # the same, the student's neck and head starting from the teacher's
+        "one-stage": ABLATION_RECIPES / "combined_inherit.yaml",
+        "two-stage": ABLATION_RECIPES / "fasterrcnn_combined_inherit.yaml",
+    },
 }
 ABLATIONS = {  # extra rows, only when asked for (kd_table.py --methods ... --tag ...)
     "fgfi (raw scale)": ABLATION_RECIPES / "fgfi_raw_scale.yaml",
     "fgfi+ssim+logits": RECIPES / "combined.yaml",  # the one-stage combination, on the two-stage pair
-    "gkd+bmfi (inherit)": RECIPES / "gkd_bmfi_inherit.yaml",  # student neck and head start from the teacher's
-    "fgfi+ssim+logits (inherit)": ABLATION_RECIPES / "combined_inherit.yaml",
+    "inherit only": ABLATION_RECIPES / "inherit_only.yaml",
+    "gkd+bmfi (inherit)": RECIPES / "gkd_bmfi_inherit.yaml",
 }
+KNOWN_ROWS = list(dict.fromkeys([*METHODS, *COMBINATIONS, *ABLATIONS]))
 
 
 def recipe_path(method: str, pair: str) -> Path | None:
     """The recipe file of a table row of a pair, None for the student without KD."""
-    if method == "combined":
-        return BEST_COMBINATION[pair]
+    if method in COMBINATIONS:
+        return COMBINATIONS[method][pair]
     return ABLATIONS[method] if method in ABLATIONS else METHODS[method]
 
 

@@ -25,7 +25,8 @@ from rich.console import Console  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import RESULTS, write_results  # noqa: E402
 from kd_cells import (  # noqa: E402
-    ABLATIONS,
+    COMBINATIONS,
+    KNOWN_ROWS,
     METHODS,
     PRESETS,
     Cell,
@@ -66,7 +67,7 @@ def main() -> None:
     parser.add_argument("--preset", choices=sorted(PRESETS), default="cpu")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--pairs", default="one-stage", help="comma list of: one-stage, two-stage")
-    known = [*METHODS, *ABLATIONS]
+    known = KNOWN_ROWS
     parser.add_argument("--methods", default=",".join(METHODS), help="comma list of: " + ", ".join(known))
     parser.add_argument("--tag", default="", help="results go to kd_table_<preset>_<tag>.* (for ablation tables)")
     parser.add_argument("--jobs", type=int, default=1, help="cells trained side by side (GPU)")
@@ -178,9 +179,9 @@ def write_tables(args: argparse.Namespace, tables: dict) -> None:
             cells += [f"{row['gain']:+.2f}", closed, f"{row['time_vs_no_kd']:.2f}x"]
             lines.append("| " + " | ".join(cells) + " |")
         lines += teacher_at_student_budget(teacher, preset.student_epochs)
-        if "combined" in table["rows"]:
-            combined = recipe_path("combined", pair)
-            lines += ["", f"combined: recipes/{combined.name} ({' + '.join(load_recipe(combined).losses)})."]
+        for method in [m for m in COMBINATIONS if m in table["rows"]]:
+            recipe = recipe_path(method, pair)
+            lines += ["", f"{method}: {recipe.parent.name}/{recipe.name} ({' + '.join(load_recipe(recipe).losses)})."]
         kd_rows = [r for r in summary if r["method"] != "no KD"]
         positions = np.arange(len(kd_rows)) + 0.35 * offset
         axis.bar(positions, [r["gain"] for r in kd_rows], 0.35, yerr=[r["AP"][1] for r in kd_rows], label=pair)
