@@ -145,3 +145,15 @@ def test_teacher_with_other_classes_is_refused(tiny_kitti, tmp_path):
     result = runner.invoke(app, _args(path, _recipe(tmp_path, {"fgfi": {}}), tiny_kitti, tmp_path / "o"))
     assert "detects ['Car', 'Truck']" in str(result.exception)
     assert load_dataset(tiny_kitti, "train").classes == CLASSES
+
+
+@pytest.mark.parametrize(("teacher_name", "warned"), [("retinanet_resnet18_lite", False), ("retinanet_resnet18", True)])
+def test_inheriting_reports_what_it_copied_and_warns_when_no_weight_fits(tiny_kitti, tmp_path, teacher_name, warned):
+    teacher = _teacher(tmp_path, teacher_name)
+    recipe = _recipe(tmp_path, {"fitnet": {"weight": 0.0}}, inherit=True)
+    args = [a for a in _args(teacher, recipe, tiny_kitti, tmp_path / "run") if a != "--quiet"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    output = " ".join(result.output.split())
+    assert "neck and head tensors copied from the teacher" in output
+    assert ("no neck or head weight inherited" in output) == warned

@@ -27,18 +27,18 @@ def check_pair(teacher: Detector, student: Detector) -> None:
 
 
 @torch.no_grad()
-def inherit_from_teacher(teacher: Detector, student: Detector) -> tuple[int, int]:
+def inherit_from_teacher(teacher: Detector, student: Detector) -> tuple[list[str], int]:
     """Copy the teacher's neck and head weights into the student wherever name and shape match.
 
-    Returns (tensors copied, neck/head tensors of the student in total).
+    Returns (names of the tensors copied, number of neck/head tensors of the student).
     """
     teacher_state = teacher.state_dict()
     student_state = student.state_dict()
     candidates = [k for k in student_state if k.startswith(_NECK_AND_HEAD_PREFIXES)]
-    copied = 0
+    copied = []
     for key in candidates:
         source = teacher_state.get(key)
         if source is not None and source.shape == student_state[key].shape:
             student_state[key].copy_(source)
-            copied += 1
+            copied.append(key)
     return copied, len(candidates)

@@ -64,7 +64,13 @@ def build_distill_trainer(
     check_pair(teacher, student)
     if recipe.inherit:
         copied, total = inherit_from_teacher(teacher, student)
-        console.print(f"inheriting strategy: {copied}/{total} neck and head tensors copied from the teacher")
+        console.print(f"inheriting strategy: {len(copied)}/{total} neck and head tensors copied from the teacher")
+        shapes = student.state_dict()
+        if not any(shapes[key].dim() > 1 for key in copied):
+            console.print(
+                f"[yellow]warning: no neck or head weight inherited ({student_name}'s neck and head differ in width "
+                f"from {teacher.config.name}'s, at most output biases match); pair equal widths to inherit[/]"
+            )
     prototype_source = DetectionDataset(train_data, student_config.input_size) if "global" in recipe.losses else None
     objective = DistillObjective(student, teacher, recipe.losses, prototype_source)
     extra = {"recipe": recipe.to_dict(), "teacher": str(teacher_path), "teacher_model": payload["config"]["name"]}
