@@ -29,6 +29,7 @@ from kd_cells import (  # noqa: E402
     KNOWN_ROWS,
     METHODS,
     PRESETS,
+    RECIPES,
     Cell,
     cached_result,
     ensure_data,
@@ -181,7 +182,7 @@ def write_tables(args: argparse.Namespace, tables: dict) -> None:
         lines += teacher_at_student_budget(teacher, preset.student_epochs)
         for method in [m for m in COMBINATIONS if m in table["rows"]]:
             recipe = recipe_path(method, pair)
-            lines += ["", f"{method}: {recipe.parent.name}/{recipe.name} ({' + '.join(load_recipe(recipe).losses)})."]
+            lines += ["", f"{method}: {recipe.relative_to(RECIPES.parent)} ({' + '.join(load_recipe(recipe).losses)})."]
         kd_rows = [r for r in summary if r["method"] != "no KD"]
         positions = np.arange(len(kd_rows)) + 0.35 * offset
         axis.bar(positions, [r["gain"] for r in kd_rows], 0.35, yerr=[r["AP"][1] for r in kd_rows], label=pair)
