@@ -26,7 +26,7 @@ from edgekd.atomic import atomic_write_text
 from edgekd.data.loader import load_dataset
 from edgekd.data.records import Dataset
 from edgekd.data.synth_config import SynthConfig
-from edgekd.distill.recipe import load_recipe
+from edgekd.distill.recipe import Recipe, load_recipe
 from edgekd.pipeline import checkpoint_row, distill_cached, ensure_synthetic, train_cached
 from edgekd.train.trainer import TrainOptions
 
@@ -86,7 +86,7 @@ PRESETS = {
     ),
 }  # fmt: skip
 
-METHODS = {  # row name -> recipe file (None: the student without KD; "combined" is chosen per pair)
+ROWS: dict[str, Path | dict[str, Path] | None] = {  # row name -> its recipe, or one per pair; None: no KD
     "no KD": None,
     "fgfi": RECIPES / "fgfi.yaml",
     "ssim": RECIPES / "ssim.yaml",
@@ -94,32 +94,33 @@ METHODS = {  # row name -> recipe file (None: the student without KD; "combined"
     "global": RECIPES / "global.yaml",
     "fitnet": RECIPES / "fitnet.yaml",
     "logits": RECIPES / "logits.yaml",
-    "combined": None,
-}
-COMBINATIONS = {  # rows whose recipe depends on the pair: that pair's best single methods on the CPU preset together
-    "combined": {
+    "combined": {  # each pair's best single methods on the CPU preset together
         "one-stage": RECIPES / "combined.yaml",  # fgfi + ssim + logits
         "two-stage": RECIPES / "fasterrcnn_combined.yaml",  # global + gkd + bmfi
     },
-    "combined (inherit)": {  # the same, the student's neck and head starting from the teacher's
-        "one-stage": ABLATION_RECIPES / "combined_inherit.yaml",
-        "two-stage": ABLATION_RECIPES / "fasterrcnn_combined_inherit.yaml",
-    },
-}
-ABLATIONS = {  # extra rows, only when asked for (kd_table.py --methods ... --tag ...)
+    # ablation rows, only when asked for (kd_table.py --methods ... --tag ...)
     "fgfi (raw scale)": ABLATION_RECIPES / "fgfi_raw_scale.yaml",
     "fgfi+ssim+logits": RECIPES / "combined.yaml",  # the one-stage combination, on the two-stage pair
     "inherit only": ABLATION_RECIPES / "inherit_only.yaml",
-    "gkd+bmfi (inherit)": RECIPES / "gkd_bmfi_inherit.yaml",
 }
-KNOWN_ROWS = list(dict.fromkeys([*METHODS, *COMBINATIONS, *ABLATIONS]))
+DEFAULT_ROWS = ("no KD", "fgfi", "ssim", "gkd+bmfi", "global", "fitnet", "logits", "combined")
+INHERIT = " (inherit)"  # any KD row + this suffix: the same recipe with the student's neck and head from the teacher
+KNOWN_ROWS = [*ROWS, *(f"{name}{INHERIT}" for name, recipe in ROWS.items() if recipe and name != "inherit only")]
 
 
 def recipe_path(method: str, pair: str) -> Path | None:
-    """The recipe file of a table row of a pair, None for the student without KD."""
-    if method in COMBINATIONS:
-        return COMBINATIONS[method][pair]
-    return ABLATIONS[method] if method in ABLATIONS else METHODS[method]
+    """The recipe file of a table row of a pair (an inheriting row: its base row's), None for no KD."""
+    recipe = ROWS[method.removesuffix(INHERIT)]
+    return recipe[pair] if isinstance(recipe, dict) else recipe
+
+
+def row_recipe(method: str, pair: str) -> Recipe | None:
+    """The recipe a row trains with, inheriting when the row name ends in INHERIT; None for no KD."""
+    path = recipe_path(method, pair)
+    if path is None:
+        return None
+    recipe = load_recipe(path)
+    return replace(recipe, inherit=True) if method.endswith(INHERIT) else recipe
 
 
 @dataclass(frozen=True)
@@ -150,8 +151,8 @@ class Cell:
             "seed": self.seed,
             "device": options.device,
         }
-        if self.recipe_file is not None:
-            recipe = load_recipe(self.recipe_file)
+        recipe = self.recipe()
+        if recipe is not None:
             config["losses"] = recipe.losses
             config["teacher"] = self.teacher().directory().name
             if recipe.inherit:  # only when set, so the hashes of the other cells stay as they were
@@ -173,10 +174,9 @@ class Cell:
             device=preset.device, quiet=True,
         )  # fmt: skip
 
-    @property
-    def recipe_file(self) -> Path | None:
+    def recipe(self) -> Recipe | None:
         """The KD recipe of a student cell; None for a teacher or the student without KD."""
-        return recipe_path(str(self.method), self.pair) if self.role == "student" else None
+        return row_recipe(str(self.method), self.pair) if self.role == "student" else None
 
     @property
     def label(self) -> str:
@@ -231,8 +231,9 @@ def run_cell(cell: Cell, console: Console | None = None) -> dict:
         return cached
     train, val = ensure_data(cell.preset_name, console)
     options = cell.options()
-    if cell.recipe_file is not None:
-        recipe = replace(load_recipe(cell.recipe_file), img_size=None)  # the preset sets the size
+    recipe = cell.recipe()
+    if recipe is not None:
+        recipe = replace(recipe, img_size=None)  # the preset sets the size
         teacher = cell.teacher().directory() / "best.pt"
         best = distill_cached(run_dir, teacher, cell.model, recipe, train, val, options, console)
     else:

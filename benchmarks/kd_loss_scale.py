@@ -18,7 +18,7 @@ from rich.console import Console
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import write_results  # noqa: E402
-from kd_cells import METHODS, PRESETS, Cell, ensure_data  # noqa: E402
+from kd_cells import PRESETS, ROWS, Cell, ensure_data  # noqa: E402
 
 from edgekd.data.torch_dataset import DetectionDataset, collate  # noqa: E402
 from edgekd.distill.objective import DistillObjective  # noqa: E402
@@ -58,7 +58,7 @@ def main() -> None:
     student_name = PRESETS[args.preset].pairs[args.pair][1]
     rows = []
     for method in FEATURE_METHODS:
-        losses = load_recipe(METHODS[method]).losses
+        losses = load_recipe(ROWS[method]).losses
         for norm in ("teacher_rms", "none"):
             torch.manual_seed(0)
             config = DetectorConfig(student_name, teacher.config.classes, teacher.config.input_size)

@@ -25,9 +25,8 @@ from rich.console import Console  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import RESULTS, write_results  # noqa: E402
 from kd_cells import (  # noqa: E402
-    COMBINATIONS,
+    DEFAULT_ROWS,
     KNOWN_ROWS,
-    METHODS,
     PRESETS,
     RECIPES,
     Cell,
@@ -68,8 +67,7 @@ def main() -> None:
     parser.add_argument("--preset", choices=sorted(PRESETS), default="cpu")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--pairs", default="one-stage", help="comma list of: one-stage, two-stage")
-    known = KNOWN_ROWS
-    parser.add_argument("--methods", default=",".join(METHODS), help="comma list of: " + ", ".join(known))
+    parser.add_argument("--methods", default=",".join(DEFAULT_ROWS), help="comma list of: " + ", ".join(KNOWN_ROWS))
     parser.add_argument("--tag", default="", help="results go to kd_table_<preset>_<tag>.* (for ablation tables)")
     parser.add_argument("--jobs", type=int, default=1, help="cells trained side by side (GPU)")
     parser.add_argument(
@@ -83,8 +81,8 @@ def main() -> None:
         if name not in preset.pairs:
             parser.error(f"--pairs: the {args.preset} preset has no pair '{name}' (it has {', '.join(preset.pairs)})")
     for name in methods:
-        if name not in known:
-            parser.error(f"--methods: unknown method '{name}' (known: {', '.join(known)})")
+        if name not in KNOWN_ROWS:
+            parser.error(f"--methods: unknown method '{name}' (known: {', '.join(KNOWN_ROWS)})")
     teachers = [Cell(args.preset, pair, "teacher") for pair in pairs]
     students = [
         Cell(args.preset, pair, "student", method, seed) for pair in pairs for method in methods
@@ -180,7 +178,7 @@ def write_tables(args: argparse.Namespace, tables: dict) -> None:
             cells += [f"{row['gain']:+.2f}", closed, f"{row['time_vs_no_kd']:.2f}x"]
             lines.append("| " + " | ".join(cells) + " |")
         lines += teacher_at_student_budget(teacher, preset.student_epochs)
-        for method in [m for m in COMBINATIONS if m in table["rows"]]:
+        for method in [m for m in table["rows"] if m.startswith("combined")]:
             recipe = recipe_path(method, pair)
             lines += ["", f"{method}: {recipe.relative_to(RECIPES.parent)} ({' + '.join(load_recipe(recipe).losses)})."]
         kd_rows = [r for r in summary if r["method"] != "no KD"]
