@@ -11,6 +11,7 @@ import sys
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from edgekd.commands import bench, data, demo, distill, evaluate, export, models, report, train
 from edgekd.errors import EdgeKDError
@@ -32,7 +33,9 @@ def main() -> None:
         app()
     except EdgeKDError as error:
         if os.environ.get("RANK", "0") == "0":  # under torchrun every rank fails alike: say it once
-            Console(stderr=True).print(f"[bold red]error:[/] {error}", highlight=False)
+            # one unwrapped line whatever the terminal width, so grep and log parsers see the whole message
+            message = escape(" ".join(str(error).split()))
+            Console(stderr=True, soft_wrap=True).print(f"[bold red]error:[/] {message}", highlight=False)
         sys.exit(2)
 
 

@@ -15,3 +15,34 @@ def tiny_kitti(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("tiny_kitti")
     render_dataset(root, 12, 6, size=(320, 96), seed=3, workers=1, progress=False)
     return root
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An untrained retinanet_mobilenet_v3_lite checkpoint at 160x64 for KITTI's three classes (shared by the
+    bad-input corpus: tests that need a real checkpoint but not a trained one)."""
+    import torch
+
+    from edgekd.models.checkpoint import atomic_torch_save, detector_payload
+    from edgekd.models.detector import DetectorConfig
+    from edgekd.models.zoo import build_detector
+
+    torch.manual_seed(0)
+    config = DetectorConfig("retinanet_mobilenet_v3_lite", ("Car", "Pedestrian", "Cyclist"), (64, 160))
+    detector = build_detector(config)
+    path = tmp_path_factory.mktemp("tiny_checkpoint") / "run" / "best.pt"
+    atomic_torch_save(detector_payload(detector.eval()), path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_export(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`edgekd export` of `tiny_checkpoint` (static batch 1, host NMS): the folder holding model.onnx + metadata."""
+    from typer.testing import CliRunner
+
+    from edgekd.cli import app
+
+    out = tmp_path_factory.mktemp("tiny_export") / "student"
+    result = CliRunner().invoke(app, ["export", str(tiny_checkpoint), "-o", str(out), "--quiet"])
+    assert result.exit_code == 0, result.output
+    return out

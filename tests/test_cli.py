@@ -26,3 +26,11 @@ def test_user_error_is_one_clear_line_without_traceback(tmp_path):
     assert "Traceback" not in result.stderr + result.stdout
     result = _edgekd("eval", str(tmp_path / "missing.pt"), "--data", str(tmp_path))
     assert result.returncode == 2 and "Traceback" not in result.stderr
+
+
+def test_a_long_error_is_one_unwrapped_line_when_piped(tmp_path):
+    deep = tmp_path / ("a_rather_long_folder_name_" * 6) / "missing.pt"
+    result = _edgekd("eval", str(deep), "--data", str(tmp_path))
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: checkpoint not found:") and str(deep) in lines[0]

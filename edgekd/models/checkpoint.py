@@ -6,12 +6,11 @@ recipe it was distilled with (if any) and its metrics, so `eval`, `export` and `
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 
+from edgekd.atomic import atomic_output
 from edgekd.errors import EdgeKDError
 from edgekd.models.detector import Detector, DetectorConfig
 from edgekd.models.zoo import build_detector
@@ -21,15 +20,8 @@ FORMAT = "edgekd-checkpoint-v1"
 
 def atomic_torch_save(obj: dict, path: Path) -> None:
     """Write to a temporary file in the same folder, then rename: a crash never leaves a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(handle)
-    try:
+    with atomic_output(path) as temporary:
         torch.save(obj, temporary)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def detector_payload(detector: Detector, **extra: object) -> dict:

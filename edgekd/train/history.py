@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import csv
-import os
 from pathlib import Path
 
 import matplotlib
+
+from edgekd.atomic import atomic_output
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -17,12 +18,10 @@ def write_metrics_csv(path: Path, history: list[dict[str, float]]) -> None:
     columns: list[str] = []
     for row in history:
         columns += [key for key in row if key not in columns]
-    temporary = path.with_suffix(".csv.tmp")
-    with temporary.open("w", newline="") as handle:
+    with atomic_output(path) as temporary, temporary.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=columns)
         writer.writeheader()
         writer.writerows(history)
-    os.replace(temporary, path)
 
 
 def plot_history(path: Path, history: list[dict[str, float]]) -> None:
@@ -39,7 +38,8 @@ def plot_history(path: Path, history: list[dict[str, float]]) -> None:
     ap_axis.set(xlabel="epoch", ylabel="AP (%)", title="Validation")
     ap_axis.legend(fontsize=8)
     figure.tight_layout()
-    temporary = path.with_suffix(".tmp.png")
-    figure.savefig(temporary, dpi=100)
-    plt.close(figure)
-    os.replace(temporary, path)
+    try:
+        with atomic_output(path) as temporary:
+            figure.savefig(temporary, dpi=100, format="png")
+    finally:
+        plt.close(figure)
