@@ -6,11 +6,13 @@ import json
 import os
 import platform
 import shlex
+import subprocess
 import sys
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
 CACHE = Path(__file__).resolve().parent / "cache"
+REPO = Path(__file__).resolve().parent.parent
 
 
 def command_line() -> str:
@@ -22,11 +24,28 @@ def machine() -> str:
     return f"{platform.machine()}, {os.cpu_count()} CPU cores, Python {platform.python_version()}"
 
 
+def commit() -> str:
+    """The edgekd commit the results come from, with "-dirty" when tracked code differs from it (uncommitted
+    changes under edgekd/, benchmarks/ or recipes/); "unknown" outside a git checkout."""
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, check=True).stdout.strip()
+
+    try:
+        head = git("rev-parse", "--short=12", "HEAD")
+        changed = git("status", "--porcelain", "--untracked-files=no", "--", "edgekd", "benchmarks/*.py", "recipes")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + ("-dirty" if changed else "")
+
+
 def write_results(stem: str, payload: dict, markdown: str) -> tuple[Path, Path]:
     """benchmarks/results/<stem>.json and .md, each saying how it was made."""
     RESULTS.mkdir(parents=True, exist_ok=True)
-    payload = {"command": command_line(), "machine": machine(), **payload}
+    payload = {"command": command_line(), "machine": machine(), "commit": commit(), **payload}
     json_path, md_path = RESULTS / f"{stem}.json", RESULTS / f"{stem}.md"
     json_path.write_text(json.dumps(payload, indent=2) + "\n")
-    md_path.write_text(f"{markdown}\n\nRegenerate: `{payload['command']}` ({payload['machine']})\n")
+    md_path.write_text(
+        f"{markdown}\n\nRegenerate: `{payload['command']}` ({payload['machine']}, edgekd {payload['commit']})\n"
+    )
     return json_path, md_path

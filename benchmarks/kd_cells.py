@@ -19,13 +19,14 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
-from common import CACHE, RESULTS
+from common import CACHE, RESULTS, commit
 from rich.console import Console
 
 from edgekd.atomic import atomic_write_text
 from edgekd.data.loader import load_dataset
 from edgekd.data.records import Dataset
 from edgekd.data.synth_config import SynthConfig
+from edgekd.distill.losses import LOSSES
 from edgekd.distill.recipe import Recipe, load_recipe
 from edgekd.pipeline import checkpoint_row, distill_cached, ensure_synthetic, train_cached
 from edgekd.train.trainer import TrainOptions
@@ -157,6 +158,9 @@ class Cell:
             config["teacher"] = self.teacher().directory().name
             if recipe.inherit:  # only when set, so the hashes of the other cells stay as they were
                 config["inherit"] = True
+            revisions = {name: LOSSES[name].revision for name in recipe.losses if LOSSES[name].revision != 1}
+            if revisions:  # a loss fixed since its cells were stored hashes to new cells (revision 1: unchanged)
+                config["loss_revisions"] = revisions
         return json.loads(json.dumps(config))
 
     def directory(self) -> Path:
@@ -245,7 +249,7 @@ def run_cell(cell: Cell, console: Console | None = None) -> dict:
     row.update(
         epochs=options.epochs, epoch_seconds=epoch_seconds, train_minutes=epoch_seconds * options.epochs / 60,
         ap_per_epoch=[e["AP"] for e in epochs], seed=cell.seed, cell=run_dir.name,
-        trained_on=device_name(options.device),
+        trained_on=device_name(options.device), commit=commit(),
     )  # fmt: skip
     CELL_RESULTS.mkdir(parents=True, exist_ok=True)
     atomic_write_text(CELL_RESULTS / f"{run_dir.name}.json", json.dumps(row, indent=1) + "\n")

@@ -14,7 +14,8 @@ from pathlib import Path
 from edgekd.errors import EdgeKDError
 
 
-def _reason(error: OSError) -> str:
+def os_error_reason(error: OSError) -> str:
+    """A short reason for a failed file operation (full disk and permissions spelt out)."""
     if error.errno == errno.ENOSPC:
         return "no space left on the device"
     if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
@@ -33,7 +34,7 @@ def output_dir(path: Path, option: str = "-o") -> Path:
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        raise EdgeKDError(f"{option} {path}: cannot create the folder: {_reason(error)}") from None
+        raise EdgeKDError(f"{option} {path}: cannot create the folder: {os_error_reason(error)}") from None
     if not os.access(path, os.W_OK | os.X_OK):
         raise EdgeKDError(f"{option} {path}: the folder is not writable")
     return path
@@ -51,15 +52,15 @@ def atomic_output(path: Path) -> Iterator[Path]:
         handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         os.close(handle)
     except OSError as error:
-        raise EdgeKDError(f"cannot write {path}: {_reason(error)}") from None
+        raise EdgeKDError(f"cannot write {path}: {os_error_reason(error)}") from None
     try:
         yield Path(temporary)
-        os.chmod(temporary, 0o666 & ~_umask())  # mkstemp creates 0600; give the usual permissions
+        os.chmod(temporary, 0o666 & ~current_umask())  # mkstemp creates 0600; give the usual permissions
         os.replace(temporary, path)
     except BaseException as error:
         Path(temporary).unlink(missing_ok=True)
         if isinstance(error, OSError):
-            raise EdgeKDError(f"cannot write {path}: {_reason(error)}") from None
+            raise EdgeKDError(f"cannot write {path}: {os_error_reason(error)}") from None
         raise
 
 
@@ -69,7 +70,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         temporary.write_bytes(data)
 
 
-def _umask() -> int:
+def current_umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask

@@ -27,16 +27,35 @@ for command_module in (data, models, train, distill, evaluate, export, bench, re
     command_module.register(app)
 
 
+# typer >= 0.20 carries its own copy of click, older typer uses click itself: in both, the parser's usage error
+# is the base class of typer.BadParameter.
+_USAGE_ERROR = next(base for base in typer.BadParameter.__mro__ if base.__name__ == "UsageError")
+
+
 def main() -> None:
     """Console-script entry point: user errors print one clear message and exit with status 2."""
     try:
-        app()
-    except EdgeKDError as error:
-        if os.environ.get("RANK", "0") == "0":  # under torchrun every rank fails alike: say it once
-            # one unwrapped line whatever the terminal width, so grep and log parsers see the whole message
-            message = escape(" ".join(str(error).split()))
-            Console(stderr=True, soft_wrap=True).print(f"[bold red]error:[/] {message}", highlight=False)
+        status = app(standalone_mode=False)
+    except _USAGE_ERROR as error:  # a mistyped command, option or value, caught by the parser
+        if type(error).__name__ == "NoArgsIsHelpError":  # `edgekd` or `edgekd data` alone: show the help
+            Console().print(error.format_message(), highlight=False, markup=False)
+            sys.exit(0)
+        command = error.ctx.command_path if error.ctx is not None else "edgekd"
+        _print_error(f"{error.format_message()} (see '{command} --help')")
         sys.exit(2)
+    except typer.Abort:
+        sys.exit(130)
+    except EdgeKDError as error:
+        _print_error(str(error))
+        sys.exit(2)
+    sys.exit(status if isinstance(status, int) else 0)
+
+
+def _print_error(text: str) -> None:
+    """One unwrapped `error:` line on stderr whatever the terminal width, so grep and log parsers see all of it."""
+    if os.environ.get("RANK", "0") == "0":  # under torchrun every rank fails alike: say it once
+        message = escape(" ".join(text.split()))
+        Console(stderr=True, soft_wrap=True).print(f"[bold red]error:[/] {message}", highlight=False)
 
 
 if __name__ == "__main__":

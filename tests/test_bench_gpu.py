@@ -175,6 +175,11 @@ class FakeLoaded:
         self.input_name, self.output_names = "images", ["boxes", "scores"]
         self.device = SimpleNamespace(name=recorded["gpu"])
 
+    def io_shapes(self) -> tuple[dict, dict]:
+        """A dynamic-batch engine (-1) with the metadata's input size, candidates and classes."""
+        outputs = {"boxes": [-1, CANDIDATES, 4], "scores": [-1, CANDIDATES, len(CLASSES)]}
+        return {"images": [-1, 3, *SIZE]}, outputs
+
 
 @pytest.fixture
 def fake_gpu(monkeypatch, tmp_path) -> tuple[Path, FakeCudart]:

@@ -36,7 +36,7 @@ def _objects() -> list[LabeledObject]:
     ]
 
 
-def _write_image(path: Path, size: tuple[int, int] = (64, 32)) -> None:
+def _write_image(path: Path, size: tuple[int, int] = (1242, 375)) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.new("RGB", size, (90, 90, 90)).save(path)
 
@@ -45,7 +45,7 @@ def _kitti_dir(root: Path, labels: dict[str, str], sizes: dict[str, tuple[int, i
     for image_id, text in labels.items():
         (root / "label_2").mkdir(parents=True, exist_ok=True)
         (root / "label_2" / f"{image_id}.txt").write_text(text)
-        _write_image(root / "image_2" / f"{image_id}.png", (sizes or {}).get(image_id, (64, 32)))
+        _write_image(root / "image_2" / f"{image_id}.png", (sizes or {}).get(image_id, (1242, 375)))
     return root
 
 
@@ -149,14 +149,14 @@ def test_load_kitti_splits_sizes_and_classes(tmp_path: Path) -> None:
     root = _kitti_dir(
         tmp_path / "kitti" / "training",
         {"000000": KITTI_LINE + "\n", "000001": "", "000002": format_label_line(_objects()[0]) + "\n"},
-        sizes={"000000": (80, 24), "000001": (64, 32), "000002": (100, 30)},
+        sizes={"000000": (1240, 370), "000001": (64, 32), "000002": (1000, 300)},
     )
     sets = tmp_path / "kitti" / "ImageSets"
     sets.mkdir()
     (sets / "val.txt").write_text("000002\n000000\n")
     dataset = load_dataset(tmp_path / "kitti", "val")  # official layout: training/label_2
     assert [r.image_id for r in dataset.records] == ["000002", "000000"]
-    assert [(r.width, r.height) for r in dataset.records] == [(100, 30), (80, 24)]
+    assert [(r.width, r.height) for r in dataset.records] == [(1000, 300), (1240, 370)]
     assert dataset.classes == KITTI_CLASSES and dataset.format == "kitti"
     assert dataset.records[0].image_path == root / "image_2" / "000002.png"
     boxes, labels = dataset.records[1].targets(dataset.classes)

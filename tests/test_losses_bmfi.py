@@ -1,4 +1,4 @@
-"""BMFI with the corrected box mask (Lan & Tian, WACV 2024; FGD-style terms): kd-methods.md vectors C3 and C5
+"""BMFI with the corrected box mask (Lan & Tian, WACV 2024; FGD-style terms): docs/kd/bmfi.md vectors C3 and C5
 (intended mask), own numpy vectors, gradients, empty GT."""
 
 from __future__ import annotations

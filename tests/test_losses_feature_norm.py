@@ -34,7 +34,7 @@ def test_fgfi_a2_vector_divided_by_teacher_mean_square() -> None:
     inputs = KDInputs([student], [teacher], [16], (64, 64), [A2_GT], labels, [A2_PRIORS], [2])
     value, _ = loss(inputs)
     mean_square = sum(k * k for k in range(32)) / 100 / 32  # 3.255
-    assert float(value.detach()) == pytest.approx(0.875 / mean_square)  # 0.875: kd-methods.md vector A2
+    assert float(value.detach()) == pytest.approx(0.875 / mean_square)  # 0.875: docs/kd/fgfi.md vector A2
     value.backward()
     assert student.grad is not None and float(student.grad.abs().sum()) > 0
 

@@ -1,4 +1,4 @@
-"""FGFI (Wang et al., CVPR 2019): kd-methods.md vectors A1-A3, an own numpy vector, gradients, empty GT."""
+"""FGFI (Wang et al., CVPR 2019): docs/kd/fgfi.md vectors A1-A3, an own numpy vector, gradients, empty GT."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""GKD, edgekd's differentiable definition (Lan & Tian, WACV 2024): kd-methods.md vectors C1 and C4, an own
+"""GKD, edgekd's differentiable definition (Lan & Tian, WACV 2024): docs/kd/gkd.md vectors C1 and C4, an own
 numpy vector, gradients, empty GT."""
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ def test_all_zero_cam_falls_back_to_uniform() -> None:
 
 
 def test_c4_weights_times_c3_error() -> None:
-    """kd-methods.md C4: w = C1's teacher map / its sum, (F_S - F_T)^2 of C3 (F_S = 0.5 F_T) -> 3.75."""
+    """docs/kd/gkd.md vector C4: w = C1's teacher map / its sum, (F_S - F_T)^2 of C3 (F_S = 0.5 F_T) -> 3.75."""
     (weights,) = gradcam_weights([C1_A], [C1_G_TEACHER])
     squared_error = ((0.5 * C3_T - C3_T) ** 2).sum(1)
     assert float((weights * squared_error).sum()) == pytest.approx(3.75)

@@ -1,4 +1,4 @@
-"""Global-knowledge KD (Tang et al., ECCV 2022): PGM functions and RDM loss. kd-methods.md vectors D1-D5, own
+"""Global-knowledge KD (Tang et al., ECCV 2022): PGM functions and RDM loss. docs/kd/global.md vectors D1-D5, own
 numpy vectors, gradients, empty GT."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""SSIM-KD (de Rijk et al., NeurIPS 2022): kd-methods.md vectors B1-B3, B5, an own numpy vector, fp32 under
+"""SSIM-KD (de Rijk et al., NeurIPS 2022): docs/kd/ssim.md vectors B1-B3, B5, an own numpy vector, fp32 under
 autocast, gradients, empty GT."""
 
 from __future__ import annotations

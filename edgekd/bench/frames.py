@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from edgekd.data.images import resize_rgb
+from edgekd.data.images import resize_rgb, to_rgb
 from edgekd.data.records import Dataset
 from edgekd.errors import EdgeKDError
 
@@ -27,7 +27,7 @@ def dataset_frames(dataset: Dataset, count: int) -> list[np.ndarray]:
         path = dataset.records[index % len(dataset.records)].image_path
         try:
             with Image.open(path) as image:
-                frames.append(np.asarray(image.convert("RGB")))
+                frames.append(np.asarray(to_rgb(image, path)))
         except OSError as error:
             raise EdgeKDError(f"cannot read image {path}: {error}") from None
     return frames

@@ -35,8 +35,11 @@ from edgekd.bench.timing import (
 )
 from edgekd.data.records import Dataset, Detections
 from edgekd.errors import EdgeKDError
+from edgekd.runtime import check_dataset_classes
 
 DEFAULT_ITERS = 100
+MAX_SECONDS = 86400.0
+"""--seconds above a day per phase (or infinite, or NaN) is a typo, not a benchmark."""
 STAGES: tuple[str, ...] = ("preprocess", "infer", "postprocess")
 
 
@@ -61,12 +64,17 @@ class BenchOptions:
             raise EdgeKDError("give either --iters N or --seconds S, not both")
         if self.iters is not None and self.iters < 2:
             raise EdgeKDError(f"--iters {self.iters}: need at least 2 timed calls for percentiles and spread")
-        if self.seconds is not None and self.seconds <= 0:
-            raise EdgeKDError(f"--seconds {self.seconds}: must be positive")
+        if self.seconds is not None and not 0 < self.seconds <= MAX_SECONDS:
+            raise EdgeKDError(
+                f"--seconds {self.seconds}: must be a positive number of seconds per phase, at most {MAX_SECONDS:g}"
+            )
         if self.warmup < 0:
             raise EdgeKDError(f"--warmup {self.warmup}: must be 0 or more")
         if self.evaluate and self.data is None:
             raise EdgeKDError("--eval measures accuracy on a dataset: give --data DIR")
+        threads = self.backend_options.threads
+        if threads is not None and threads < 1:
+            raise EdgeKDError(f"--threads {threads}: must be at least 1")
         for batch in self.batches or ():
             if batch < 1:
                 raise EdgeKDError(f"--batch {batch}: batch sizes must be at least 1")
@@ -251,7 +259,9 @@ def bench_artifact(
         if options.evaluate and runnable:
             if progress:
                 progress(f"{path.name} [{backend}] accuracy on {options.data}")
-            accuracy = evaluate_runner(runner, frames.dataset(tuple(runner.info.classes)), runnable[0])
+            dataset = frames.dataset(tuple(runner.info.classes))
+            check_dataset_classes(runner.info.classes, dataset, path)
+            accuracy = evaluate_runner(runner, dataset, runnable[0])
             for record in records:
                 if "skipped" not in record:
                     record["accuracy"] = accuracy

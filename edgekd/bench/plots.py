@@ -98,5 +98,5 @@ def render_accuracy_latency(points: list[PlotPoint], path: Path, latency_name: s
         else:
             axes.text(0.5, 0.5, "no results with this metric", ha="center", va="center", transform=axes.transAxes)
     figure.suptitle("Accuracy vs latency (one point per artifact and backend)")
-    figure.savefig(path)
+    figure.savefig(path, format="png")
     return figure

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from edgekd.bench.schema import validate_bench_payload
 from edgekd.errors import EdgeKDError
+from edgekd.evaluate.report import validate_eval_payload
 
 BENCH_SUFFIX = ".bench.json"
 EVAL_SUFFIX = ".eval.json"
@@ -54,6 +55,7 @@ def _add(inputs: Inputs, path: Path, explicit: bool) -> None:
         validate_bench_payload(data, str(path))
         inputs.bench[path.resolve()] = data
     elif _is_eval(data):
+        validate_eval_payload(data, str(path))
         inputs.evals[path.resolve()] = data
     elif explicit or path.name.endswith((BENCH_SUFFIX, EVAL_SUFFIX)):
         raise EdgeKDError(
@@ -451,18 +453,21 @@ def write_report(
     paths: list[Path], out_dir: Path, phase: str = "compute", batch: int | None = None
 ) -> tuple[Path, Path, Report]:
     """report.md, accuracy_latency.png and report.json in `out_dir`; returns (markdown, png, report)."""
-    from edgekd.atomic import atomic_write_text
+    from edgekd.atomic import atomic_output, atomic_write_text, output_dir
     from edgekd.bench.plots import plot_points, render_accuracy_latency
 
     if phase not in LATENCY_PHASES:
         raise EdgeKDError(f"--latency {phase}: expected one of {', '.join(LATENCY_PHASES)}")
+    if batch is not None and batch < 1:
+        raise EdgeKDError(f"--batch {batch}: must be at least 1")
     report = build_report(find_inputs(paths))
     if batch is not None and not plot_rows(report, batch):
         batches = sorted({int(row.record["batch"]) for row in report.rows})
         raise EdgeKDError(f"--batch {batch}: no record at that batch size (measured: {batches})")
-    out_dir.mkdir(parents=True, exist_ok=True)
+    output_dir(out_dir, "-o")
     png = out_dir / "accuracy_latency.png"
-    render_accuracy_latency(plot_points(plot_rows(report, batch), phase), png, LATENCY_PHASES[phase])
+    with atomic_output(png) as temporary:
+        render_accuracy_latency(plot_points(plot_rows(report, batch), phase), temporary, LATENCY_PHASES[phase])
     markdown = out_dir / "report.md"
     atomic_write_text(markdown, report_markdown(report, png.name, phase, batch))
     atomic_write_text(out_dir / "report.json", json.dumps(report_json(report, phase, batch), indent=2) + "\n")

@@ -12,7 +12,11 @@ run is a record with `skipped` (the reason) instead of phases.
 
 from __future__ import annotations
 
+import math
+import reprlib
+
 from edgekd.errors import EdgeKDError
+from edgekd.evaluate.report import validate_eval_payload
 
 BENCH_FORMAT = "edgekd-bench-v1"
 STAT_KEYS: tuple[str, ...] = (
@@ -37,23 +41,72 @@ def _require(mapping: dict, keys: tuple[str, ...], where: str) -> None:
             raise EdgeKDError(f"{where}: field '{key}' missing")
 
 
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _expect(ok: bool, where: str, key: str, expected: str, value: object) -> None:
+    if not ok:
+        raise EdgeKDError(f"{where}: field '{key}' must be {expected}, got {reprlib.repr(value)}")
+
+
+def _check_record(record: object, where: str) -> None:
+    if not isinstance(record, dict):
+        raise EdgeKDError(f"{where}: must be an object")
+    _require(record, RECORD_KEYS, where)
+    for key in ("artifact", "artifact_path", "backend"):
+        _expect(isinstance(record[key], str), where, key, "a string", record[key])
+    batch = record["batch"]
+    _expect(
+        isinstance(batch, int) and not isinstance(batch, bool) and batch >= 1,
+        where,
+        "batch",
+        "a positive integer",
+        batch,
+    )
+    if "skipped" in record:
+        return
+    _require(record, TIMED_RECORD_KEYS, where)
+    for key in ("device", "timer", "precision", "run"):
+        _expect(isinstance(record[key], str), where, key, "a string", record[key])
+    for key in ("params", "gflops", "file_size_mib"):
+        value = record.get(key)
+        _expect(value is None or _is_number(value), where, key, "a number or null", value)
+    _expect(isinstance(record["memory"], dict), where, "memory", "an object", record["memory"])
+    warnings = record["warnings"]
+    _expect(
+        isinstance(warnings, list) and all(isinstance(w, str) for w in warnings),
+        where,
+        "warnings",
+        "a list of strings",
+        warnings,
+    )
+    accuracy = record.get("accuracy")
+    _expect(
+        accuracy is None or isinstance(accuracy, dict), where, "accuracy", "an eval result object or null", accuracy
+    )
+    if accuracy is not None:
+        validate_eval_payload(accuracy, f"{where}: accuracy")
+    phases = record["phases"]
+    if not isinstance(phases, dict) or "compute" not in phases:
+        raise EdgeKDError(f"{where}: field 'phases' must hold at least 'compute'")
+    for phase, stats in phases.items():
+        at = f"{where}: phases.{phase}"
+        _expect(isinstance(stats, dict), where, f"phases.{phase}", "an object", stats)
+        _require(stats, STAT_KEYS, at)
+        for key in STAT_KEYS:
+            _expect(_is_number(stats[key]) and stats[key] >= 0, at, key, "a number >= 0", stats[key])
+
+
 def validate_bench_payload(data: object, origin: str) -> None:
     """Raise EdgeKDError naming the file and the first missing or malformed field."""
     if not isinstance(data, dict) or data.get("format") != BENCH_FORMAT:
         raise EdgeKDError(f"{origin}: not an edgekd bench JSON (field 'format' must be '{BENCH_FORMAT}')")
     _require(data, ("created", "host", "settings", "records"), origin)
-    if not isinstance(data["records"], list):
-        raise EdgeKDError(f"{origin}: field 'records' must be a list")
+    _expect(isinstance(data["created"], str), origin, "created", "an ISO time (string)", data["created"])
+    _expect(isinstance(data["host"], dict), origin, "host", "an object", data["host"])
+    _expect(isinstance(data["settings"], dict), origin, "settings", "an object", data["settings"])
+    _expect(isinstance(data.get("command", ""), str), origin, "command", "a string", data.get("command"))
+    _expect(isinstance(data["records"], list), origin, "records", "a list", data["records"])
     for index, record in enumerate(data["records"]):
-        where = f"{origin}: records[{index}]"
-        if not isinstance(record, dict):
-            raise EdgeKDError(f"{where}: must be an object")
-        _require(record, RECORD_KEYS, where)
-        if "skipped" in record:
-            continue
-        _require(record, TIMED_RECORD_KEYS, where)
-        phases = record["phases"]
-        if not isinstance(phases, dict) or "compute" not in phases:
-            raise EdgeKDError(f"{where}: field 'phases' must hold at least 'compute'")
-        for phase, stats in phases.items():
-            _require(stats, STAT_KEYS, f"{where}: phases.{phase}")
+        _check_record(record, f"{origin}: records[{index}]")

@@ -34,7 +34,7 @@ def bench_command(
         float | None, typer.Option("--seconds", help="Time each phase for this long instead of --iters.")
     ] = None,
     threads: Annotated[
-        int | None, typer.Option("--threads", min=1, help="CPU threads (ONNX Runtime intra-op, torch).")
+        int | None, typer.Option("--threads", help="CPU threads (ONNX Runtime intra-op, torch).")
     ] = None,
     device: Annotated[str, typer.Option("--device", help="torch backend: cpu, cuda, cuda:N or auto.")] = "auto",
     compile_model: Annotated[bool, typer.Option("--compile", help="torch backend: torch.compile the model.")] = False,
@@ -56,7 +56,7 @@ def bench_command(
     from edgekd.bench.backends import BackendOptions
     from edgekd.bench.latency import BenchOptions, bench_warnings, parse_batches, run_bench
     from edgekd.bench.tables import bench_table, detail_table
-    from edgekd.evaluate.report import write_results_json
+    from edgekd.evaluate.report import check_json_target, write_results_json
 
     batches = parse_batches(batch) if batch is not None else None
     options = BenchOptions(
@@ -72,6 +72,8 @@ def bench_command(
         backend_options=BackendOptions(threads=threads, device=device, compile=compile_model),
     )
     options.check()
+    if json_out is not None:
+        check_json_target(json_out)
     console = Console()
     command = "edgekd " + " ".join(shlex.quote(arg) for arg in sys.argv[1:])
     with Progress(
@@ -91,7 +93,7 @@ def bench_command(
     console.print(bench_table(payload))
     console.print(detail_table(payload))
     for line in bench_warnings(payload):
-        console.print(f"[yellow]warning:[/] {escape(line)}", highlight=False)
+        console.print(f"[yellow]warning:[/] {escape(line)}", highlight=False, soft_wrap=True)
     if json_out is not None:
         write_results_json(json_out, payload)
         console.print(f"bench records written to {json_out}")

@@ -35,16 +35,23 @@ def _load(path: str, split: str, on_bad_box: str, console: Console) -> Dataset:
 
 
 def synth(
-    out: Path = typer.Argument(..., help="Output directory (KITTI layout: image_2/, label_2/, calib/, ImageSets/)."),
+    out: Path = typer.Argument(
+        ..., help="Output directory (KITTI layout: image_2/, label_2/, calib/, ImageSets/); other files stay."
+    ),
     train: int = typer.Option(1000, "--train", help="Training images (ids 000000...)."),
     val: int = typer.Option(200, "--val", help="Validation images (the ids after the training ones)."),
     size: str = typer.Option("1242x375", "--size", help="Image size WIDTHxHEIGHT (KITTI: 1242x375)."),
     seed: int = typer.Option(0, "--seed", help="Same seed, same bytes."),
     workers: int = typer.Option(min(4, os.cpu_count() or 1), "--workers", help="Parallel processes."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace image_2/ label_2/ calib/ ImageSets/ in OUT."),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Replace image_2/ label_2/ calib/ ImageSets/ in OUT once the new set is complete."
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary."),
 ) -> None:
-    """Render synthetic KITTI-like driving scenes as real KITTI files."""
+    """Render synthetic KITTI-like driving scenes as real KITTI files.
+
+    An OUT that already holds a dataset is refused unless --overwrite; a failed run leaves OUT as it was.
+    """
     from edgekd.data.synth import render_dataset
 
     height, width = parse_size(size, "--size")
@@ -72,7 +79,9 @@ def stats(
     path: str = typer.Argument(..., help="KITTI directory, COCO .json, or directory with annotations/."),
     split: str = typer.Option("train", "--split", help="ImageSets/<split>.txt, 'all', or the COCO split."),
     as_json: bool = typer.Option(False, "--json", help="Print the statistics as JSON."),
-    bad_boxes: str = typer.Option("warn", "--bad-boxes", help="Zero/negative-size boxes: 'warn' (list) or 'error'."),
+    bad_boxes: str = typer.Option(
+        "warn", "--bad-boxes", help="Zero/negative-size or out-of-image boxes: 'warn' (list) or 'error'."
+    ),
 ) -> None:
     """Class counts, KITTI difficulty counts, box-height histogram, occlusion and truncation."""
     from edgekd.data.stats import DIFFICULTIES, compute_stats
@@ -124,7 +133,9 @@ def show(
     output: Path = typer.Option(Path("grid.png"), "--output", "-o", help="Grid image to write (.png/.jpg)."),
     seed: int | None = typer.Option(None, "--seed", help="Pick images at random with this seed (default: first n)."),
     columns: int = typer.Option(2, "--columns", help="Images per grid row."),
-    bad_boxes: str = typer.Option("warn", "--bad-boxes", help="Zero/negative-size boxes: 'warn' (list) or 'error'."),
+    bad_boxes: str = typer.Option(
+        "warn", "--bad-boxes", help="Zero/negative-size or out-of-image boxes: 'warn' (list) or 'error'."
+    ),
 ) -> None:
     """Draw boxes and labels on dataset images and tile them into one image."""
     from edgekd.data.show import save_grid

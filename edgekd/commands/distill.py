@@ -19,6 +19,7 @@ from edgekd.commands.train import (
     CompileOption,
     DataOption,
     DeviceOption,
+    ForceOption,
     GpusOption,
     OutOption,
     QuietOption,
@@ -45,6 +46,7 @@ def distill_command(
     lr: Annotated[float | None, typer.Option("--lr", min=0.0, help="Override the recipe's lr.")] = None,
     device: DeviceOption = "auto",
     resume: ResumeOption = False,
+    force: ForceOption = False,
     seed: SeedOption = 0,
     train_split: SplitOption = "train",
     val_split: ValSplitOption = "val",
@@ -73,7 +75,7 @@ def distill_command(
         options = schedule_options(parsed, base, {"epochs": epochs, "batch": batch, "lr": lr})
         console = Console(quiet=quiet or not env.is_main)
         trainer = build_distill_trainer(teacher, student, parsed, train_data, val_data, out, options, console)
-        run_trainer(trainer, out, resume, env.is_main, "best student checkpoint")
+        run_trainer(trainer, out, resume, env.is_main, "best student checkpoint", force)
 
 
 def register(app: typer.Typer) -> None:

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from edgekd.data.records import Dataset, Detections, LabeledObject
 from edgekd.errors import EdgeKDError
@@ -36,6 +37,20 @@ def predictions_from_dir(directory: Path, dataset: Dataset) -> dict[str, Detecti
     }
 
 
+def check_classes(dataset: Dataset, model: Path) -> None:
+    """Refuse data labelled with none of the model's classes; warn about model classes it does not label."""
+    from edgekd.runtime import check_dataset_classes
+
+    absent = check_dataset_classes(dataset.classes, dataset, model)
+    if absent:
+        where = f"{dataset.root} (split {dataset.split!r})" if dataset.format == "kitti" else str(dataset.root)
+        Console(stderr=True, soft_wrap=True).print(
+            f"[yellow]warning:[/] {escape(where)} has no ground truth of {', '.join(absent)}: the AP of "
+            f"{'that class' if len(absent) == 1 else 'those classes'} is not measured",
+            highlight=False,
+        )
+
+
 def predictions_from_checkpoint(
     path: Path, data: Path, split: str, device: str, batch: int
 ) -> tuple[Dataset, dict[str, Detections]]:
@@ -50,6 +65,7 @@ def predictions_from_checkpoint(
     device = resolve_device(device)
     detector, _ = load_detector(path, device)
     dataset = load_dataset(data, split, classes=tuple(detector.config.classes))
+    check_classes(dataset, path)
     return dataset, predict_dataset(detector, dataset, device=device, batch_size=batch)
 
 
@@ -61,7 +77,10 @@ def predictions_from_artifact(
     from edgekd.export.metadata import read_metadata
     from edgekd.runtime import predict_artifact
 
+    if not path.is_file():
+        raise EdgeKDError(f"exported model not found: {path}")
     dataset = load_dataset(data, split, classes=tuple(read_metadata(path).classes))
+    check_classes(dataset, path)
     return dataset, predict_artifact(path, dataset, batch=batch)
 
 
@@ -76,16 +95,20 @@ def eval_command(
     device: Annotated[str, typer.Option("--device", help="cpu, cuda or auto (checkpoints).")] = "auto",
     batch: Annotated[
         int | None,
-        typer.Option("--batch", min=1, help="Images per batch (default 8; an exported model's own batch)."),
+        typer.Option("--batch", help="Images per batch (default 8; an exported model's own batch)."),
     ] = None,
 ) -> None:
     """COCO AP/AP50/AP75/APs/APm/APl and KITTI AP|R40 + AP|R11 per class and difficulty."""
     from edgekd.data.loader import load_dataset
     from edgekd.evaluate import evaluate_detections
-    from edgekd.evaluate.report import results_table, write_results_json
+    from edgekd.evaluate.report import check_json_target, results_table, write_results_json
 
     if (model is None) == (predictions is None):
         raise EdgeKDError("give either a model file or --predictions DIR (exactly one)")
+    if batch is not None and batch < 1:
+        raise EdgeKDError(f"--batch {batch}: must be at least 1")
+    if json_out is not None:
+        check_json_target(json_out)
     if predictions is not None:
         dataset = load_dataset(data, split)
         detections = predictions_from_dir(predictions, dataset)

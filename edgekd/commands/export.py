@@ -28,7 +28,14 @@ def parse_keep(text: str) -> tuple[str, ...] | None:
 def export_command(
     checkpoint: Annotated[Path, typer.Argument(help="Checkpoint (.pt) to export.")],
     out: Annotated[
-        Path | None, typer.Option("-o", "--out", help="Output folder (default: export/<run-name>/).")
+        Path | None,
+        typer.Option(
+            "-o",
+            "--out",
+            help="Output folder (default: export/<run-name>/). It is replaced as a whole: the export is written "
+            "beside it and swapped in at the end, so no file of an earlier export stays and a failed export leaves "
+            "it as it was; a folder holding files other than an export's is refused.",
+        ),
     ] = None,
     onnx: Annotated[bool, typer.Option("--onnx", help="Export ONNX (always done: TensorRT builds from it).")] = False,
     trt: Annotated[bool, typer.Option("--trt", help="Also build a TensorRT engine (needs TensorRT + a GPU).")] = False,
@@ -40,12 +47,12 @@ def export_command(
         Path | None, typer.Option("--calib-data", help="Dataset of calibration images (default: --data).")
     ] = None,
     calib_split: Annotated[str, typer.Option("--calib-split", help="Split of --calib-data.")] = "train",
-    calib_images: Annotated[int, typer.Option("--calib-images", min=1, help="Calibration images.")] = 300,
+    calib_images: Annotated[int, typer.Option("--calib-images", help="Calibration images.")] = 300,
     int8_keep: Annotated[
         str,
         typer.Option("--int8-keep", help="Layers kept in float under INT8: auto (head outputs), none, or NAME,NAME."),
     ] = "auto",
-    batch: Annotated[int | None, typer.Option("--batch", min=1, help="Static batch size (default 1).")] = None,
+    batch: Annotated[int | None, typer.Option("--batch", help="Static batch size (default 1).")] = None,
     dynamic_batch: Annotated[
         str | None, typer.Option("--dynamic-batch", help="Dynamic batch MIN:OPT:MAX, e.g. 1:4:8 (RetinaNet, FCOS).")
     ] = None,
@@ -58,8 +65,8 @@ def export_command(
         Path | None, typer.Option("--data", help="Dataset for parity (AP vs PyTorch); without it AP is skipped.")
     ] = None,
     split: Annotated[str, typer.Option("--split", help="Split of --data used for parity.")] = "val",
-    workspace: Annotated[int, typer.Option("--workspace", min=1, help="TensorRT workspace limit, MiB.")] = 4096,
-    threads: Annotated[int | None, typer.Option("--threads", min=1, help="ONNX Runtime threads.")] = None,
+    workspace: Annotated[int, typer.Option("--workspace", help="TensorRT workspace limit, MiB.")] = 4096,
+    threads: Annotated[int | None, typer.Option("--threads", help="ONNX Runtime threads.")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the parity report as JSON only.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", help="Only the final summary.")] = False,
 ) -> None:
@@ -69,7 +76,10 @@ def export_command(
 
     if batch is not None and dynamic_batch is not None:
         raise EdgeKDError("give either --batch B or --dynamic-batch MIN:OPT:MAX, not both")
-    spec = BatchSpec.parse_dynamic(dynamic_batch) if dynamic_batch is not None else BatchSpec.static(batch or 1)
+    if dynamic_batch is not None:
+        spec = BatchSpec.parse_dynamic(dynamic_batch)
+    else:
+        spec = BatchSpec.static(1 if batch is None else batch)
     options = ExportOptions(
         out_dir=out,
         trt=trt,
@@ -93,7 +103,7 @@ def export_command(
         typer.echo(json.dumps(result.report, indent=2))
         return
     written = [result.onnx] + [p for p in (result.int8_onnx, result.engine) if p is not None]
-    Console().print(
+    Console(soft_wrap=True).print(
         "exported: " + ", ".join(str(p) for p in written) + f" (parity report: {result.out_dir / 'parity.md'})"
     )
 

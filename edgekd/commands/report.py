@@ -19,7 +19,7 @@ def report_command(
         str, typer.Option("--latency", help="Latency on the plot and table: compute or end_to_end (p50).")
     ] = "compute",
     batch: Annotated[
-        int | None, typer.Option("--batch", min=1, help="Batch size to plot (default: each artifact's smallest).")
+        int | None, typer.Option("--batch", help="Batch size to plot (default: each artifact's smallest).")
     ] = None,
 ) -> None:
     """report.md (tables to paste), accuracy_latency.png and report.json.
@@ -33,7 +33,7 @@ def report_command(
     markdown, png, report = write_report(list(inputs), out, latency, batch)
     console = Console()
     for note in report.notes:
-        console.print(f"[yellow]note:[/] {escape(note)}", highlight=False)
+        console.print(f"[yellow]note:[/] {escape(note)}", highlight=False, soft_wrap=True)
     console.print(f"report written to {markdown} (plot {png}, {len(report.rows)} measured rows)")
 
 

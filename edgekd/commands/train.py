@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from edgekd.atomic import output_dir
 from edgekd.commands.options import parse_size, resolve_device
 from edgekd.errors import EdgeKDError
 
@@ -32,6 +33,14 @@ DeviceOption = Annotated[
     str, typer.Option("--device", help="cpu, cuda, cuda:N or auto (under torchrun: each rank uses cuda:LOCAL_RANK).")
 ]
 ResumeOption = Annotated[bool, typer.Option("--resume", help="Continue RUN_DIR/last.pt exactly.")]
+ForceOption = Annotated[
+    bool,
+    typer.Option(
+        "--force",
+        help="With --resume: continue even though the data, input size, model, schedule or recipe differ from "
+        "the run's (each difference is printed as a warning).",
+    ),
+]
 SeedOption = Annotated[int, typer.Option("--seed", help="Seed for init, data order and augmentation.")]
 SplitOption = Annotated[str, typer.Option("--train-split", help="Training split (ImageSets name or 'all').")]
 ValSplitOption = Annotated[str, typer.Option("--val-split", help="Validation split.")]
@@ -74,14 +83,16 @@ QuietOption = Annotated[bool, typer.Option("--quiet", help="No progress bars.")]
 
 
 def prepare_run_dir(out: Path, resume: bool) -> None:
-    """Refuse to overwrite an earlier run unless resuming it (call it on rank 0 only)."""
+    """Refuse an output path that cannot hold a run, and an earlier run unless resuming it (call it on rank 0)."""
     if resume:
+        if out.exists() or any(parent.is_file() for parent in out.parents):
+            output_dir(out)  # names a file in the way or an unwritable folder; creates nothing here
         if not (out / "last.pt").is_file():
             raise EdgeKDError(f"--resume: {out / 'last.pt'} does not exist")
         return
     if (out / "last.pt").exists():
         raise EdgeKDError(f"{out} already holds a run (last.pt); pass --resume to continue it or choose another -o")
-    out.mkdir(parents=True, exist_ok=True)
+    output_dir(out)
 
 
 def launch_gpus(gpus: int | None, device: str) -> str:
@@ -99,16 +110,21 @@ def launch_gpus(gpus: int | None, device: str) -> str:
     return "cuda"
 
 
-def run_trainer(trainer: Trainer, out: Path, resume: bool, is_main: bool, what: str) -> None:
+def run_trainer(trainer: Trainer, out: Path, resume: bool, is_main: bool, what: str, force: bool = False) -> None:
     """Claim the run folder (rank 0), resume if asked, train, and say where the best checkpoint is."""
     from edgekd.train import distributed
 
+    if force and not resume:
+        raise EdgeKDError("--force only applies with --resume")
     distributed.run_on_main(lambda: prepare_run_dir(out, resume))
     if resume:
-        trainer.resume()
+        trainer.resume(force)
     trainer.fit()
     if is_main:
-        typer.echo(f"{what}: {out / 'best.pt'} (AP {trainer.best_ap:.2f})")
+        if trainer.best_path.is_file():
+            typer.echo(f"{what}: {trainer.best_path} (AP {trainer.best_ap:.2f})")
+        else:
+            typer.echo(f"no best checkpoint: {trainer.best_path} was not written (see the warnings above)")
 
 
 def train_command(
@@ -121,6 +137,7 @@ def train_command(
     lr: LrOption = 2e-3,
     device: DeviceOption = "auto",
     resume: ResumeOption = False,
+    force: ForceOption = False,
     seed: SeedOption = 0,
     train_split: SplitOption = "train",
     val_split: ValSplitOption = "val",
@@ -159,7 +176,7 @@ def train_command(
         torch.manual_seed(seed)
         detector = build_detector(DetectorConfig(model, train_data.classes, input_size), pretrained_backbone)
         trainer = Trainer(DetectionObjective(detector), train_data, val_data, out, options, {"data": str(data)})
-        run_trainer(trainer, out, resume, env.is_main, "best checkpoint")
+        run_trainer(trainer, out, resume, env.is_main, "best checkpoint", force)
 
 
 def register(app: typer.Typer) -> None:

@@ -7,12 +7,15 @@ an error that names the JSON entry at fault, which pycocotools neither does nor 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from edgekd.data.images import image_size
 from edgekd.data.kitti import report_bad_boxes
 from edgekd.data.records import Dataset, ImageRecord, LabeledObject
+from edgekd.data.text import read_text
 from edgekd.errors import EdgeKDError
 
 IGNORE_TYPE = "DontCare"
@@ -32,10 +35,9 @@ def _field(entry: Any, key: str, where: str, kind: type | tuple[type, ...]) -> A
 
 
 def _read_json(path: Path) -> dict[str, Any]:
+    text = read_text(path, "COCO file")
     try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise EdgeKDError(f"COCO file not found: {path}") from None
+        data = json.loads(text)
     except json.JSONDecodeError as error:
         raise EdgeKDError(f"{path}:{error.lineno}: not valid JSON ({error.msg})") from None
     if not isinstance(data, dict):
@@ -87,7 +89,9 @@ def load_coco(
     category name as type (ImageRecord.targets filters them). iscrowd=1 -> type DontCare. image_id = str(COCO id).
     Images are looked up under the first of `image_roots` that holds the first image, then the JSON's folder, its
     images/ subfolder, <parent>/<split>/ (COCO's layout) and the parent folder; a missing image is an error naming
-    the file. split defaults to the file name (instances_<split>.json).
+    the file, and so is an image whose width/height in the JSON are not those of its file. Boxes of zero or
+    negative size or entirely outside their image follow `on_bad_box`; non-finite box coordinates are an error.
+    split defaults to the file name (instances_<split>.json).
     """
     json_path = Path(json_path)
     data = _read_json(json_path)
@@ -105,7 +109,8 @@ def load_coco(
         raise EdgeKDError(f"{json_path}: field categories: no object categories")
 
     images: dict[int, ImageRecord] = {}
-    file_names = []
+    file_names: list[str] = []
+    entries: dict[int, int] = {}
     for i, entry in enumerate(data["images"]):
         where = f"{json_path}: images[{i}]"
         image_id = _field(entry, "id", where, int)
@@ -116,19 +121,33 @@ def load_coco(
             raise EdgeKDError(f"{where}: field width/height: must be positive, got {width}x{height}")
         if image_id in images:
             raise EdgeKDError(f"{where}: field id: image id {image_id} is used twice")
+        if file_name in file_names:
+            raise EdgeKDError(
+                f"{where}: field file_name: {file_name!r} is already images[{file_names.index(file_name)}]"
+            )
         images[image_id] = ImageRecord(str(image_id), Path(file_name), width, height)
         file_names.append(file_name)
+        entries[image_id] = i
 
+    if not images:
+        raise EdgeKDError(f"{json_path}: field images: the file lists no images")
     split = split or _split_name(json_path)
     roots = [Path(r) for r in image_roots] if image_roots else []
     roots += [json_path.parent, json_path.parent / "images", json_path.parent.parent / split, json_path.parent.parent]
     root = _image_root(file_names, roots)
-    for record in images.values():
+    for image_id, record in images.items():
         record.image_path = root / record.image_path
         if not record.image_path.is_file():
             raise EdgeKDError(f"image not found: {record.image_path} (listed in {json_path})")
+        real = image_size(record.image_path)
+        if real != (record.width, record.height):
+            raise EdgeKDError(
+                f"{json_path}: images[{entries[image_id]}]: field width/height: {record.width}x{record.height}, "
+                f"but the image file {record.image_path} is {real[0]}x{real[1]}"
+            )
 
     bad: list[str] = []
+    outside: list[str] = []
     for i, entry in enumerate(data["annotations"]):
         where = f"{json_path}: annotations[{i}]"
         image_id = _field(entry, "image_id", where, int)
@@ -141,12 +160,21 @@ def load_coco(
         if len(bbox) != 4 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in bbox):
             raise EdgeKDError(f"{where}: field bbox: must be 4 numbers [x, y, width, height], got {bbox!r}")
         x, y, w, h = (float(v) for v in bbox)
+        if not all(math.isfinite(v) for v in (x, y, w, h)):
+            raise EdgeKDError(f"{where}: field bbox: not a finite number: {bbox!r}")
+        record = images[image_id]
         if w <= 0 or h <= 0:
             bad.append(f"{where}: field bbox: zero or negative size (width {w:g}, height {h:g})")
+        elif x + w <= 0 or y + h <= 0 or x >= record.width or y >= record.height:
+            outside.append(
+                f"{where}: field bbox: entirely outside the {record.width}x{record.height} image "
+                f"{record.image_path.name} (x {x:g}, y {y:g}, width {w:g}, height {h:g})"
+            )
         crowd = entry.get("iscrowd", 0)
         if crowd not in (0, 1):
             raise EdgeKDError(f"{where}: field iscrowd: must be 0 or 1, got {crowd!r}")
         obj_type = IGNORE_TYPE if crowd == 1 else categories[category_id]
-        images[image_id].objects.append(LabeledObject(type=obj_type, bbox=(x, y, x + w, y + h)))
+        record.objects.append(LabeledObject(type=obj_type, bbox=(x, y, x + w, y + h)))
     report_bad_boxes(bad, json_path, on_bad_box)
+    report_bad_boxes(outside, json_path, on_bad_box, kind="out-of-image")
     return Dataset(root=json_path, split=split, classes=classes, records=list(images.values()), format="coco")

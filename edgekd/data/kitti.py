@@ -15,6 +15,7 @@ import numpy as np
 
 from edgekd.atomic import atomic_write_text
 from edgekd.data.records import LabeledObject
+from edgekd.data.text import read_text
 from edgekd.errors import EdgeKDError
 
 FIELD_NAMES: tuple[str, ...] = (
@@ -95,12 +96,7 @@ def parse_label_line(line: str, where: str, with_score: bool | None = None) -> L
 def read_label_lines(path: str | Path, with_score: bool | None = None) -> list[tuple[int, LabeledObject]]:
     """All objects of a label/results file with their 1-based line numbers (blank lines are skipped)."""
     path = Path(path)
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise EdgeKDError(f"label file not found: {path}") from None
-    except UnicodeDecodeError as error:
-        raise EdgeKDError(f"{path}: not a text file ({error.reason})") from None
+    text = read_text(path, "label file")
     return [
         (number, parse_label_line(line, f"{path}:{number}", with_score))
         for number, line in enumerate(text.splitlines(), start=1)
@@ -119,6 +115,21 @@ def bad_box_message(path: str | Path, line: int, obj: LabeledObject) -> str:
     left, top, right, bottom = obj.bbox
     return (
         f"{path}:{line}: field bbox: zero or negative size "
+        f"(left {left:g}, top {top:g}, right {right:g}, bottom {bottom:g})"
+    )
+
+
+def is_outside_image(obj: LabeledObject, width: int, height: int) -> bool:
+    """True when a box shares no area with the width x height image (a box partly outside is truncation)."""
+    left, top, right, bottom = obj.bbox
+    return right <= 0 or bottom <= 0 or left >= width or top >= height
+
+
+def outside_image_message(path: str | Path, line: int, obj: LabeledObject, width: int, height: int) -> str:
+    """`file:line: field bbox: ...` for a box entirely outside its width x height image."""
+    left, top, right, bottom = obj.bbox
+    return (
+        f"{path}:{line}: field bbox: entirely outside the {width}x{height} image "
         f"(left {left:g}, top {top:g}, right {right:g}, bottom {bottom:g})"
     )
 
@@ -223,10 +234,7 @@ def write_calib(path: str | Path, P2: np.ndarray) -> None:
 def read_calib(path: str | Path) -> np.ndarray:
     """The P2 matrix (3x4, float64) of a KITTI calib file."""
     path = Path(path)
-    try:
-        lines = path.read_text().splitlines()
-    except FileNotFoundError:
-        raise EdgeKDError(f"calib file not found: {path}") from None
+    lines = read_text(path, "calib file").splitlines()
     for number, line in enumerate(lines, start=1):
         key, sep, rest = line.partition(":")
         if key.strip() != "P2":
@@ -240,11 +248,14 @@ def read_calib(path: str | Path) -> np.ndarray:
 
 
 class BadBoxWarning(UserWarning):
-    """Zero/negative-size ground-truth boxes were kept (on_bad_box="warn")."""
+    """Zero/negative-size ground-truth boxes, or boxes entirely outside their image, were kept (on_bad_box="warn")."""
 
 
-def report_bad_boxes(messages: Sequence[str], source: str | Path, on_bad_box: str) -> None:
-    """Raise on the first bad box (on_bad_box="error") or warn once with the count and the first few."""
+def report_bad_boxes(
+    messages: Sequence[str], source: str | Path, on_bad_box: str, kind: str = "zero/negative-size"
+) -> None:
+    """Raise on the first bad box (on_bad_box="error") or warn once with the count and the first few; `kind`
+    says what is wrong with them in the warning."""
     if not messages:
         return
     if on_bad_box == "error":
@@ -254,5 +265,5 @@ def report_bad_boxes(messages: Sequence[str], source: str | Path, on_bad_box: st
             + " (load with on_bad_box='warn' to keep and list them)"
         )
     shown = "\n  ".join(messages[:5]) + (f"\n  ... and {len(messages) - 5} more" if len(messages) > 5 else "")
-    message = f"{len(messages)} zero/negative-size box(es) kept in {source}:\n  {shown}"
+    message = f"{len(messages)} {kind} box(es) kept in {source}:\n  {shown}"
     warnings.warn(BadBoxWarning(message), stacklevel=3)

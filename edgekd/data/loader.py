@@ -4,26 +4,22 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PIL import Image, UnidentifiedImageError
-
 from edgekd.data.coco import load_coco
-from edgekd.data.kitti import bad_box_message, is_bad_box, read_label_lines, report_bad_boxes
-from edgekd.data.records import KITTI_CLASSES, Dataset, ImageRecord
+from edgekd.data.images import image_size
+from edgekd.data.kitti import (
+    bad_box_message,
+    is_bad_box,
+    is_outside_image,
+    outside_image_message,
+    read_label_lines,
+    report_bad_boxes,
+)
+from edgekd.data.records import KITTI_CLASSES, KITTI_TYPES, Dataset, ImageRecord
+from edgekd.data.text import read_text
 from edgekd.errors import EdgeKDError
 
 IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg")
 BAD_BOX_POLICIES: tuple[str, ...] = ("error", "warn")
-
-
-def image_size(path: Path) -> tuple[int, int]:
-    """(width, height) of an image file, from its header only (PIL opens lazily and decodes nothing here)."""
-    try:
-        with Image.open(path) as image:
-            return image.size
-    except FileNotFoundError:
-        raise EdgeKDError(f"image not found: {path}") from None
-    except (UnidentifiedImageError, OSError) as error:
-        raise EdgeKDError(f"{path}: not a readable image ({error})") from None
 
 
 def kitti_base(root: Path) -> Path | None:
@@ -48,12 +44,17 @@ def available_splits(root: Path) -> list[str]:
 def _read_split_file(path: Path) -> list[str]:
     ids: list[str] = []
     seen: dict[str, int] = {}
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
+    for number, line in enumerate(read_text(path, "split file").splitlines(), start=1):
         image_id = line.strip()
         if not image_id:
             continue
         if len(image_id.split()) != 1:
             raise EdgeKDError(f"{path}:{number}: field image id: one id per line, got {image_id!r}")
+        if "/" in image_id or "\\" in image_id or image_id in (".", ".."):
+            raise EdgeKDError(
+                f"{path}:{number}: field image id: a file name without folder or extension (as 000042), "
+                f"got {image_id!r}"
+            )
         if image_id in seen:
             raise EdgeKDError(f"{path}:{number}: field image id: {image_id!r} already listed on line {seen[image_id]}")
         seen[image_id] = number
@@ -85,32 +86,72 @@ def split_ids(root: Path, split: str) -> list[str]:
 
 
 def _find_image(image_dir: Path, image_id: str) -> Path:
-    for ext in IMAGE_EXTENSIONS:
+    for ext in IMAGE_EXTENSIONS + tuple(ext.upper() for ext in IMAGE_EXTENSIONS):
         if (image_dir / f"{image_id}{ext}").is_file():
             return image_dir / f"{image_id}{ext}"
     raise EdgeKDError(f"image not found: {image_dir / (image_id + '.png')} (for image id {image_id!r})")
 
 
+def _did_you_mean(name: str, known: tuple[str, ...]) -> str:
+    same = [k for k in known if k.lower() == name.lower()]
+    return f" (did you mean {same[0]!r}?)" if same else ""
+
+
+def _check_types(
+    types: dict[str, tuple[Path, int]], classes: tuple[str, ...] | None, label_dir: Path, split: str
+) -> None:
+    """Every label type must be a KITTI type or one of `classes`; every one of `classes` must be a KITTI type or
+    occur in the labels (a class that is neither is a misspelt or foreign class list). `types` maps each type
+    seen to its first file and line."""
+    allowed = KITTI_TYPES + tuple(c for c in classes or () if c not in KITTI_TYPES)
+    for name, (path, line) in types.items():
+        if name not in allowed:
+            extra = " or of the class list" if len(allowed) > len(KITTI_TYPES) else ""
+            raise EdgeKDError(
+                f"{path}:{line}: field type: {name!r} is not a KITTI type{extra}{_did_you_mean(name, allowed)}; "
+                f"KITTI types are {', '.join(KITTI_TYPES)}"
+            )
+    for name in classes or ():
+        if name not in KITTI_TYPES and name not in types:
+            raise EdgeKDError(
+                f"class {name!r} of the class list is not a KITTI type and no label of {label_dir} (split "
+                f"{split!r}) names it{_did_you_mean(name, KITTI_TYPES)}; KITTI types are {', '.join(KITTI_TYPES)}"
+            )
+
+
 def load_kitti(
     root: str | Path, split: str = "train", classes: tuple[str, ...] | None = None, on_bad_box: str = "error"
 ) -> Dataset:
-    """A KITTI-layout dataset (image_2/, label_2/, optional ImageSets/) as a Dataset of ground-truth records."""
+    """A KITTI-layout dataset (image_2/, label_2/, optional ImageSets/) as a Dataset of ground-truth records.
+
+    Label types must be KITTI types (or in `classes`); boxes of zero or negative size and boxes entirely outside
+    their image follow `on_bad_box` (see `load_dataset`).
+    """
     root = Path(root)
     base = kitti_base(root)
     if base is None:
         raise EdgeKDError(f"{root}: not a KITTI directory (no label_2/ or training/label_2/)")
     records = []
     bad: list[str] = []
+    outside: list[str] = []
+    types: dict[str, tuple[Path, int]] = {}
     for image_id in split_ids(root, split):
         label_path = base / "label_2" / f"{image_id}.txt"
         if not label_path.is_file():
             raise EdgeKDError(f"label file not found: {label_path} (image id {image_id!r} of split {split!r})")
         lines = read_label_lines(label_path, with_score=False)
-        bad += [bad_box_message(label_path, number, obj) for number, obj in lines if is_bad_box(obj)]
         image_path = _find_image(base / "image_2", image_id)
         width, height = image_size(image_path)
+        for number, obj in lines:
+            types.setdefault(obj.type, (label_path, number))
+            if is_bad_box(obj):
+                bad.append(bad_box_message(label_path, number, obj))
+            elif is_outside_image(obj, width, height):
+                outside.append(outside_image_message(label_path, number, obj, width, height))
         records.append(ImageRecord(image_id, image_path, width, height, [obj for _, obj in lines]))
+    _check_types(types, classes, base / "label_2", split)
     report_bad_boxes(bad, base / "label_2", on_bad_box)
+    report_bad_boxes(outside, base / "label_2", on_bad_box, kind="out-of-image")
     return Dataset(root=root, split=split, classes=classes or KITTI_CLASSES, records=records, format="kitti")
 
 
@@ -131,8 +172,8 @@ def load_dataset(
       classes default to KITTI_CLASSES.
     - COCO: a .json file (split ignored), or a directory holding annotations/instances_<split>.json (images in
       <dir>/<split>/, <dir>/images/ or <dir>/); classes default to the JSON's category names in id order.
-    Zero/negative-size ground-truth boxes raise EdgeKDError naming file:line (on_bad_box="error", default) or are
-    kept and reported with a BadBoxWarning (on_bad_box="warn").
+    Zero/negative-size ground-truth boxes, and boxes entirely outside their image, raise EdgeKDError naming
+    file:line (on_bad_box="error", default) or are kept and reported with a BadBoxWarning (on_bad_box="warn").
     """
     if on_bad_box not in BAD_BOX_POLICIES:
         raise EdgeKDError(f"on_bad_box must be one of {', '.join(BAD_BOX_POLICIES)}, got {on_bad_box!r}")

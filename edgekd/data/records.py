@@ -9,6 +9,18 @@ import numpy as np
 
 KITTI_CLASSES: tuple[str, ...] = ("Car", "Pedestrian", "Cyclist")
 """The classes the KITTI 2D benchmark evaluates, in edgekd's label order (label 0 = Car)."""
+KITTI_TYPES: tuple[str, ...] = (
+    "Car",
+    "Van",
+    "Truck",
+    "Pedestrian",
+    "Person_sitting",
+    "Cyclist",
+    "Tram",
+    "Misc",
+    "DontCare",
+)
+"""Every object type a KITTI label_2 file may name (devkit readme.txt)."""
 
 
 @dataclass

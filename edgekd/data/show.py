@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from edgekd.atomic import atomic_output
+from edgekd.data.images import load_rgb
 from edgekd.data.records import Dataset, ImageRecord, LabeledObject
 from edgekd.errors import EdgeKDError
 
@@ -23,6 +25,7 @@ CLASS_COLOURS: dict[str, tuple[int, int, int]] = {
 }
 DONTCARE_COLOUR = (150, 150, 150)
 MAX_GRID_WIDTH = 2560
+GRID_FORMATS: dict[str, str] = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG"}
 
 
 def class_colour(name: str) -> tuple[int, int, int]:
@@ -70,16 +73,6 @@ def draw_objects(image: Image.Image, objects: list[LabeledObject], scale: float 
     return out
 
 
-def _open(record: ImageRecord) -> Image.Image:
-    try:
-        with Image.open(record.image_path) as image:
-            return image.convert("RGB")
-    except FileNotFoundError:
-        raise EdgeKDError(f"image not found: {record.image_path}") from None
-    except OSError as error:
-        raise EdgeKDError(f"{record.image_path}: not a readable image ({error})") from None
-
-
 def pick_records(dataset: Dataset, n: int, seed: int | None) -> list[ImageRecord]:
     """The first n records, or n drawn at random (without replacement) when a seed is given."""
     if n < 1:
@@ -108,7 +101,7 @@ def draw_grid(records: list[ImageRecord], columns: int = 2, max_width: int = MAX
     draw = ImageDraw.Draw(grid)
     font = ImageFont.load_default(size=12)
     for i, record in enumerate(records):
-        image = _open(record)
+        image = load_rgb(record.image_path)
         size = (max(1, int(round(image.width * scale))), max(1, int(round(image.height * scale))))
         tile = draw_objects(image.resize(size, Image.BILINEAR), record.objects, scale)
         x, y = (i % columns) * cell_w, (i // columns) * (cell_h + caption)
@@ -118,11 +111,15 @@ def draw_grid(records: list[ImageRecord], columns: int = 2, max_width: int = MAX
 
 
 def save_grid(dataset: Dataset, out_path: str | Path, n: int = 8, seed: int | None = None, columns: int = 2) -> Path:
-    """Draw n images of `dataset` with their labels into one grid image at `out_path` (PNG or JPEG)."""
+    """Draw n images of `dataset` with their labels into one grid image at `out_path` (PNG or JPEG), written
+    atomically: a failed write leaves no file."""
     out_path = Path(out_path)
-    if out_path.suffix.lower() not in (".png", ".jpg", ".jpeg"):
+    image_format = GRID_FORMATS.get(out_path.suffix.lower())
+    if image_format is None:
         raise EdgeKDError(f"-o {out_path}: the grid is written as .png or .jpg")
+    if out_path.is_dir():
+        raise EdgeKDError(f"-o {out_path}: is a folder; give the grid's file name")
     grid = draw_grid(pick_records(dataset, n, seed), columns)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    grid.save(out_path)
+    with atomic_output(out_path) as temporary:
+        grid.save(temporary, format=image_format)
     return out_path

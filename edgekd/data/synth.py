@@ -11,11 +11,13 @@ every scene depends only on (seed, index), so the number of workers never change
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
 import math
 import multiprocessing
 import os
 import shutil
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -27,7 +29,7 @@ import numpy as np
 from PIL import Image
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from edgekd.atomic import atomic_write_text
+from edgekd.atomic import output_dir
 from edgekd.data.kitti import write_calib, write_label_file
 from edgekd.data.records import LabeledObject
 from edgekd.data.synth_background import paint_background
@@ -43,6 +45,8 @@ from edgekd.errors import EdgeKDError
 __all__ = ["SynthConfig", "SynthSummary", "render_dataset", "render_scene"]
 
 OUTPUT_DIRS = ("image_2", "label_2", "calib", "ImageSets")
+CONFIG_NAME = "synth_config.json"
+STAGING_PREFIX = ".synth-partial-"
 MIN_SIZE = (64, 24)
 MAX_IMAGES = 1_000_000  # six-digit ids, as KITTI
 PNG_STRATEGY = 2  # zlib Z_HUFFMAN_ONLY: sensor noise defeats LZ77 matching; ~30 % less time, ~5 % smaller here
@@ -181,9 +185,12 @@ def _render_and_write(args: tuple[int, int, tuple[int, int], SynthConfig, str]) 
     image, labels, P2 = render_scene(index, seed, size, cfg)
     root = Path(out_dir)
     name = image_id(index)
-    tmp = root / "image_2" / f".{name}.png.tmp{os.getpid()}"
-    Image.fromarray(image).save(tmp, format="PNG", compress_level=cfg.png_compress_level, compress_type=PNG_STRATEGY)
-    os.replace(tmp, root / "image_2" / f"{name}.png")
+    Image.fromarray(image).save(
+        root / "image_2" / f"{name}.png",
+        format="PNG",
+        compress_level=cfg.png_compress_level,
+        compress_type=PNG_STRATEGY,
+    )
     write_label_file(root / "label_2" / f"{name}.txt", labels)
     write_calib(root / "calib" / f"{name}.txt", P2)
     return dict(Counter(obj.type for obj in labels))
@@ -200,14 +207,40 @@ class SynthSummary:
     counts: dict[str, int]  # labelled objects per type over all images
 
 
-def _prepare(out: Path, overwrite: bool) -> None:
-    existing = [d for d in OUTPUT_DIRS if (out / d).exists() and any((out / d).iterdir())]
+def _check_existing(out: Path, overwrite: bool) -> None:
+    existing = [d for d in OUTPUT_DIRS if (out / d).exists() and (not (out / d).is_dir() or any((out / d).iterdir()))]
     if existing and not overwrite:
         raise EdgeKDError(f"{out}: already holds {', '.join(existing)}; pass --overwrite to replace them")
-    for d in existing:
-        shutil.rmtree(out / d)
-    for d in OUTPUT_DIRS:
-        (out / d).mkdir(parents=True, exist_ok=True)
+
+
+@contextmanager
+def _staging(out: Path) -> Iterator[Path]:
+    """A hidden folder in `out` that receives the whole dataset; on success its folders and synth_config.json
+    replace those of `out` (the old ones are removed only then), on any failure it is deleted, so `out` never
+    holds a half-rendered dataset. An OSError becomes one EdgeKDError naming `out`. Folders left by a killed
+    earlier run are removed first."""
+    for stale in out.glob(f"{STAGING_PREFIX}*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    try:
+        staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=out))
+    except OSError as error:
+        raise EdgeKDError(f"{out}: cannot write the dataset: {error.strerror or error}") from None
+    try:
+        for d in OUTPUT_DIRS:
+            (staging / d).mkdir()
+        yield staging
+        for name in (*OUTPUT_DIRS, CONFIG_NAME):
+            target = out / name
+            if target.is_dir():
+                shutil.rmtree(target)
+            elif target.exists():
+                target.unlink()
+            os.replace(staging / name, target)
+    except OSError as error:
+        reason = "no space left on the device" if error.errno == errno.ENOSPC else error.strerror or str(error)
+        raise EdgeKDError(f"{out}: cannot write the dataset: {reason}") from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def render_dataset(
@@ -223,6 +256,11 @@ def render_dataset(
 ) -> SynthSummary:
     """Render n_train + n_val scenes into a KITTI directory (ids 000000..; ImageSets/train.txt lists the first
     n_train, val.txt the next n_val, trainval.txt all). Same arguments -> byte-identical files, for any `workers`.
+
+    `out_dir` is created if needed; other files in it are left alone. When it already holds a non-empty image_2/,
+    label_2/, calib/ or ImageSets/ this is an error unless `overwrite`, which replaces those folders (and
+    synth_config.json) once the new dataset is complete. Rendering goes to a hidden folder in `out_dir`, so a
+    failure (full disk, Ctrl-C) leaves `out_dir` as it was.
     """
     if n_train < 0 or n_val < 0 or n_train + n_val == 0:
         raise EdgeKDError(f"--train/--val: need a positive number of images, got {n_train} + {n_val}")
@@ -234,10 +272,26 @@ def render_dataset(
         raise EdgeKDError(f"--seed: must be >= 0, got {seed}")
     _check_size(size)
     cfg = config or SynthConfig()
-    out = Path(out_dir)
-    _prepare(out, overwrite)
+    out = output_dir(Path(out_dir), "output folder")
+    _check_existing(out, overwrite)
+    with _staging(out) as staging:
+        return _render_into(staging, out, n_train, n_val, size, seed, workers, cfg, progress)
+
+
+def _render_into(
+    staging: Path,
+    out: Path,
+    n_train: int,
+    n_val: int,
+    size: tuple[int, int],
+    seed: int,
+    workers: int,
+    cfg: SynthConfig,
+    progress: bool,
+) -> SynthSummary:
+    """Render every scene, the split files and synth_config.json into `staging` (the summary names `out`)."""
     total = n_train + n_val
-    jobs = [(i, seed, tuple(size), cfg, str(out)) for i in range(total)]
+    jobs = [(i, seed, tuple(size), cfg, str(staging)) for i in range(total)]
     counts: Counter[str] = Counter()
     start = time.perf_counter()
     with _progress_bar(progress, f"rendering {total} scenes", total) as advance:
@@ -255,9 +309,9 @@ def render_dataset(
     splits = {"train": ids[:n_train], "val": ids[n_train:], "trainval": ids}
     for name, split in splits.items():
         if split:
-            atomic_write_text(out / "ImageSets" / f"{name}.txt", "".join(f"{i}\n" for i in split))
+            (staging / "ImageSets" / f"{name}.txt").write_text("".join(f"{i}\n" for i in split))
     meta = {"generator": "edgekd.data.synth", "seed": seed, "size": list(size), "config": dataclasses.asdict(cfg)}
-    atomic_write_text(out / "synth_config.json", json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    (staging / CONFIG_NAME).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
     return SynthSummary(out, n_train, n_val, time.perf_counter() - start, dict(sorted(counts.items())))
 
 

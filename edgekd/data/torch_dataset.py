@@ -12,18 +12,29 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import DataLoader, Sampler, get_worker_info
 from torch.utils.data import Dataset as TorchDataset
 
 from edgekd.data.images import load_resized
 from edgekd.data.records import Dataset
 from edgekd.data.transforms import AugmentConfig, augment
+from edgekd.errors import EdgeKDError
 
 _CACHE_LIMIT_BYTES = 4 * 1024**3
 _ORDER_SEED_STRIDE = 100003  # order seed = seed * stride + epoch (as earlier edgekd versions; keeps runs identical)
 
 SampleKey = int | tuple[int, int]
 """A dataset index, or (epoch, index) as `EpochShardSampler` yields it."""
+
+
+class LoaderWorkerError(EdgeKDError):
+    """An EdgeKDError (an unreadable image) raised in a DataLoader worker process. torch re-raises it in the main
+    process as `LoaderWorkerError(text)` where the text holds the worker's traceback; the message keeps only the
+    original error's text, so the user reads one line."""
+
+    def __init__(self, message: str) -> None:
+        marker = f"{LoaderWorkerError.__module__}.{LoaderWorkerError.__qualname__}: "
+        super().__init__(message.rpartition(marker)[2].strip() if marker in message else message)
 
 
 class DetectionDataset(TorchDataset):
@@ -61,7 +72,12 @@ class DetectionDataset(TorchDataset):
     def _resized(self, index: int) -> Tensor:
         if self._cache is not None and index in self._cache:
             return self._cache[index]
-        array, _ = load_resized(self.dataset.records[index].image_path, self.input_size)
+        try:
+            array, _ = load_resized(self.dataset.records[index].image_path, self.input_size)
+        except EdgeKDError as error:
+            if get_worker_info() is None:
+                raise
+            raise LoaderWorkerError(str(error)) from None
         image = torch.from_numpy(array.copy()).permute(2, 0, 1).contiguous()
         if self._cache is not None:
             self._cache[index] = image

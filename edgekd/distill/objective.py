@@ -12,7 +12,12 @@ from torch import Tensor, nn
 from edgekd.data.torch_dataset import DetectionDataset
 from edgekd.distill.losses import build_loss
 from edgekd.distill.losses.base import KDInputs
-from edgekd.distill.losses.global_prototypes import batch_instance_features, pgm_candidates
+from edgekd.distill.losses.global_prototypes import (
+    batch_instance_features,
+    pgm_candidates,
+    sample_images_per_class,
+)
+from edgekd.distill.pairing import check_losses
 from edgekd.models.detector import Detector, Targets
 from edgekd.models.two_stage import FasterRCNNDetector
 from edgekd.train.objective import DetectionObjective, StepInfo
@@ -20,6 +25,23 @@ from edgekd.train.objective import DetectionObjective, StepInfo
 _NEEDS_TEACHER_GRADS = {"gkd"}
 _NEEDS_LOGITS = {"logits", "global"}
 _LOGIT_PROPOSALS_PER_IMAGE = 128
+
+
+def candidate_labels(source: DetectionDataset, index: int, min_size: float) -> Tensor:
+    """Labels of image `index`'s prototype candidates (`pgm_candidates` on its boxes in network pixels, as
+    `source[index]` scales them), read from the records without decoding the image."""
+    record = source.dataset.records[index]
+    boxes, labels = record.targets(source.dataset.classes)
+    height, width = source.input_size
+    scale = torch.tensor([width / record.width, height / record.height], dtype=torch.float32).repeat(2)
+    return torch.from_numpy(labels)[pgm_candidates(torch.from_numpy(boxes) * scale, min_size)]
+
+
+def _per_level(batches: list[list[Tensor]], detector: Detector, device: torch.device) -> list[Tensor]:
+    """Per-batch, per-level instance features joined per level; (0, C) per level when there were no batches."""
+    if not batches:
+        return [torch.zeros(0, detector.out_channels, device=device) for _ in detector.strides]
+    return [torch.cat(level) for level in zip(*batches)]
 
 
 def freeze(teacher: Detector) -> Detector:
@@ -30,7 +52,11 @@ def freeze(teacher: Detector) -> Detector:
 
 
 class DistillObjective(DetectionObjective):
-    """`detector` is the student; `losses` (name -> KDLoss) own their adaptation layers."""
+    """`detector` is the student; `losses` (name -> KDLoss) own their adaptation layers.
+
+    Building it validates every loss's options and checks that each loss can pair this teacher and student
+    (`pairing.check_losses`); errors name `source` (the recipe file) when given.
+    """
 
     def __init__(
         self,
@@ -38,6 +64,7 @@ class DistillObjective(DetectionObjective):
         teacher: Detector,
         loss_options: dict[str, dict],
         prototype_source: DetectionDataset | None = None,
+        source: str | None = None,
     ) -> None:
         super().__init__(student)
         self.teacher = freeze(teacher)
@@ -47,10 +74,11 @@ class DistillObjective(DetectionObjective):
         teacher_channels = [teacher.out_channels] * len(teacher.strides)
         self.losses = nn.ModuleDict(
             {
-                name: build_loss(name, options, student_channels, teacher_channels)
+                name: build_loss(name, options, student_channels, teacher_channels, source)
                 for name, options in loss_options.items()
             }
         )
+        check_losses(teacher, student, self.losses, source)
 
     def train(self, mode: bool = True) -> DistillObjective:
         super().train(mode)
@@ -133,31 +161,43 @@ class DistillObjective(DetectionObjective):
 
     @torch.no_grad()
     def instance_features(self) -> tuple[Tensor, list[Tensor], list[Tensor]]:
-        """Labels and per-level student / teacher features of the prototype candidates (un-augmented training
-        images, GT boxes larger than `pgm_min_size`, at most `pgm_max_samples` images); the frozen teacher's are
-        computed once and cached."""
+        """Labels and per-level student / teacher features of the prototype candidates: GT boxes larger than
+        `pgm_min_size` on un-augmented training images, for each class from up to `pgm_max_samples` images
+        holding such a box of that class, drawn with a fixed seed (`sample_images_per_class`), so every epoch
+        reads the same instances and the frozen teacher's features are computed once and cached."""
         cfg = self.losses["global"].config
         student, teacher = self.detector, self.teacher
+        source = self.prototype_source
+        candidates = [candidate_labels(source, index, cfg["pgm_min_size"]) for index in range(len(source))]
+        per_class = sample_images_per_class(candidates, cfg["num_classes"], cfg["pgm_max_samples"])
+        wanted: dict[int, list[int]] = {}
+        for class_index, images in enumerate(per_class):
+            for index in images.tolist():
+                wanted.setdefault(index, []).append(class_index)
+        order = sorted(wanted)
         was_training = student.training
         student.eval()
         device = next(student.parameters()).device
-        labels, student_feats, teacher_feats = [], [], []
-        count = min(len(self.prototype_source), cfg["pgm_max_samples"])
-        for start in range(0, count, 8):
-            batch = [self.prototype_source[i] for i in range(start, min(start + 8, count))]
-            images = torch.stack([sample[0] for sample in batch]).to(device)
-            keep = [pgm_candidates(sample[1]["boxes"], cfg["pgm_min_size"]) for sample in batch]
-            boxes = [sample[1]["boxes"][k].to(device) for sample, k in zip(batch, keep)]
-            labels += [sample[1]["labels"][k] for sample, k in zip(batch, keep)]
+        labels, student_feats, teacher_feats = [torch.zeros(0, dtype=torch.long)], [], []
+        for start in range(0, len(order), 8):
+            batch = [(index, source[index]) for index in order[start : start + 8]]
+            images = torch.stack([sample[0] for _, sample in batch]).to(device)
+            keep = [
+                pgm_candidates(sample[1]["boxes"], cfg["pgm_min_size"])
+                & torch.isin(sample[1]["labels"], torch.tensor(wanted[index]))
+                for index, sample in batch
+            ]
+            boxes = [sample[1]["boxes"][k].to(device) for (_, sample), k in zip(batch, keep)]
+            labels += [sample[1]["labels"][k] for (_, sample), k in zip(batch, keep)]
             x = student.preprocess(images)
             student_feats.append(batch_instance_features(student.features(x), boxes, student.strides))
             if self._teacher_instances is None:
                 teacher_feats.append(batch_instance_features(teacher.features(x), boxes, teacher.strides))
         student.train(was_training)
         all_labels = torch.cat(labels).to(device)
-        per_level_student = [torch.cat(level) for level in zip(*student_feats)]
+        per_level_student = _per_level(student_feats, student, device)
         if self._teacher_instances is None:
-            self._teacher_instances = (all_labels, [torch.cat(level) for level in zip(*teacher_feats)])
+            self._teacher_instances = (all_labels, _per_level(teacher_feats, teacher, device))
         return all_labels, per_level_student, self._teacher_instances[1]
 
     def extra_state(self) -> dict:

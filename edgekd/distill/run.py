@@ -8,7 +8,6 @@ from pathlib import Path
 import torch
 from rich.console import Console
 
-from edgekd.commands.options import parse_size
 from edgekd.data.records import Dataset
 from edgekd.data.torch_dataset import DetectionDataset
 from edgekd.distill.objective import DistillObjective
@@ -53,7 +52,7 @@ def build_distill_trainer(
         raise EdgeKDError(
             f"teacher {teacher_path} detects {list(teacher.config.classes)}, the dataset has {list(train_data.classes)}"
         )
-    if recipe.img_size and parse_size(recipe.img_size, f"{recipe.path}: img_size") != tuple(teacher.config.input_size):
+    if recipe.input_size is not None and recipe.input_size != tuple(teacher.config.input_size):
         raise EdgeKDError(
             f"{recipe.path} asks img_size {recipe.img_size} but the teacher was trained at "
             f"{teacher.config.input_size[1]}x{teacher.config.input_size[0]}; features would not align"
@@ -72,6 +71,6 @@ def build_distill_trainer(
                 f"from {teacher.config.name}'s, at most output biases match); pair equal widths to inherit[/]"
             )
     prototype_source = DetectionDataset(train_data, student_config.input_size) if "global" in recipe.losses else None
-    objective = DistillObjective(student, teacher, recipe.losses, prototype_source)
+    objective = DistillObjective(student, teacher, recipe.losses, prototype_source, source=recipe.path)
     extra = {"recipe": recipe.to_dict(), "teacher": str(teacher_path), "teacher_model": payload["config"]["name"]}
     return Trainer(objective, train_data, val_data, out_dir, options, extra)

@@ -8,7 +8,7 @@ truth ignored when ``height <= MIN_HEIGHT`` but detections when ``height < MIN_H
 "Disentangling Monocular 3D Object Detection" (arXiv 1905.12365), Sec. 3: the mean of precision at recall steps
 1/40 ... 40/40; the 11-point AP is the pre-2019 mean over recall steps 0, 0.1, ..., 1 (devkit readme).
 
-Written here because no maintained pip package implements the 2D protocol (see /work/shared/kitti-protocol.md).
+Written here because no maintained pip package implements the 2D protocol (the protocol: docs/kitti-evaluation.md).
 """
 
 from __future__ import annotations

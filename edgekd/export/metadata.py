@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import platform
-from dataclasses import asdict, dataclass, field
+import reprlib
+from collections.abc import Callable
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 
@@ -92,33 +95,25 @@ class ExportMetadata:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict, origin: str = "metadata") -> ExportMetadata:
+    def from_dict(cls, data: object, origin: str = "metadata") -> ExportMetadata:
+        """Metadata from its JSON object; an unknown, missing or ill-typed field is an error naming it."""
         if not isinstance(data, dict) or data.get("format") != FORMAT:
             raise EdgeKDError(f"{origin}: not edgekd export metadata (field 'format' must be '{FORMAT}')")
-        values = dict(data)
-        try:
-            values["batch"] = BatchSpec(**values["batch"])
-            meta = cls(**values)
-        except (KeyError, TypeError) as error:
-            raise EdgeKDError(f"{origin}: malformed export metadata ({error})") from None
-        meta.validate(origin)
-        return meta
+        unknown = [name for name in data if name not in _FIELD_RULES]
+        if unknown:
+            raise EdgeKDError(
+                f"{origin}: field '{unknown[0]}' is not an export metadata field (known: {', '.join(_FIELD_RULES)})"
+            )
+        required = [f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING]
+        missing = [name for name in required if name not in data]
+        if missing:
+            raise EdgeKDError(f"{origin}: field '{missing[0]}' missing (re-export the model to regenerate it)")
+        _check_fields(data, origin)
+        return cls(**{**data, "batch": BatchSpec(**data["batch"])})
 
     def validate(self, origin: str = "metadata") -> None:
-        """Raise EdgeKDError naming the first inconsistent field."""
-        checks = [
-            ("nms", self.nms in NMS_MODES, f"one of {', '.join(NMS_MODES)}"),
-            ("precision", self.precision in PRECISIONS, f"one of {', '.join(PRECISIONS)}"),
-            ("input_size", len(self.input_size) == 2 and min(self.input_size) > 0, "[height, width] > 0"),
-            ("classes", len(self.classes) > 0, "a non-empty list"),
-            ("mean", len(self.mean) == 3, "three values"),
-            ("std", len(self.std) == 3 and min(self.std) > 0, "three positive values"),
-            ("batch", 1 <= self.batch.min <= self.batch.opt <= self.batch.max, "1 <= min <= opt <= max"),
-            ("max_detections", self.max_detections > 0, "positive"),
-        ]
-        for name, ok, expected in checks:
-            if not ok:
-                raise EdgeKDError(f"{origin}: field '{name}' must be {expected}, got {getattr(self, name)!r}")
+        """Raise EdgeKDError naming the first field of the wrong type or out of range."""
+        _check_fields(self.to_dict(), origin)
 
     @property
     def output_names(self) -> tuple[str, ...]:
@@ -148,6 +143,83 @@ class ExportMetadata:
         return min(self.topk_candidates, self.num_candidates * len(self.classes))
 
 
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _is_text(value: object) -> bool:
+    return isinstance(value, str) and bool(value.strip())
+
+
+def _numbers(value: object, count: int) -> bool:
+    return isinstance(value, list) and len(value) == count and all(_is_number(v) for v in value)
+
+
+def _batch_ok(value: object) -> bool:
+    if not isinstance(value, dict) or sorted(value) != ["max", "min", "opt"]:
+        return False
+    low, opt, high = value["min"], value["opt"], value["max"]
+    return all(_is_int(v) for v in (low, opt, high)) and 1 <= low <= opt <= high
+
+
+def _classes_ok(value: object) -> bool:
+    return isinstance(value, list) and bool(value) and all(_is_text(c) for c in value) and len(set(value)) == len(value)
+
+
+def _positive_int(value: object) -> bool:
+    return _is_int(value) and value > 0
+
+
+def _fraction(value: object) -> bool:
+    return _is_number(value) and 0 <= value <= 1
+
+
+def _optional_dict(value: object) -> bool:
+    return value is None or isinstance(value, dict)
+
+
+_FIELD_RULES: dict[str, tuple[Callable[[object], bool], str]] = {
+    "model": (_is_text, "a model name (string)"),
+    "family": (_is_text, "a detector family (string)"),
+    "classes": (_classes_ok, "a non-empty list of distinct class names (strings)"),
+    "input_size": (
+        lambda v: isinstance(v, list) and len(v) == 2 and all(_positive_int(x) for x in v),
+        "[height, width], two positive integers",
+    ),
+    "mean": (lambda v: _numbers(v, 3), "three numbers"),
+    "std": (lambda v: _numbers(v, 3) and min(v) > 0, "three positive numbers"),
+    "score_thresh": (_fraction, "a number from 0 to 1"),
+    "nms_thresh": (_fraction, "a number from 0 to 1"),
+    "max_detections": (_positive_int, "a positive integer"),
+    "topk_candidates": (_positive_int, "a positive integer"),
+    "nms": (lambda v: isinstance(v, str) and v in NMS_MODES, f"one of {', '.join(NMS_MODES)}"),
+    "batch": (_batch_ok, "an object {min, opt, max} of integers with 1 <= min <= opt <= max"),
+    "num_candidates": (_positive_int, "a positive integer"),
+    "opset": (_positive_int, "a positive integer"),
+    "precision": (lambda v: isinstance(v, str) and v in PRECISIONS, f"one of {', '.join(PRECISIONS)}"),
+    "input_name": (_is_text, "the graph input's name (string)"),
+    "input_format": (lambda v: isinstance(v, str), "a string"),
+    "outputs": (lambda v: isinstance(v, list) and all(isinstance(o, dict) for o in v), "a list of objects"),
+    "source": (lambda v: isinstance(v, dict), "an object"),
+    "versions": (lambda v: isinstance(v, dict), "an object"),
+    "quantization": (_optional_dict, "an object or null"),
+    "tensorrt": (_optional_dict, "an object or null"),
+    "format": (lambda v: v == FORMAT, f"'{FORMAT}'"),
+}
+"""Per metadata field: the check its JSON value must pass and what that means, for the error message."""
+
+
+def _check_fields(data: dict, origin: str) -> None:
+    for name, value in data.items():
+        ok, expected = _FIELD_RULES[name]
+        if not ok(value):
+            raise EdgeKDError(f"{origin}: field '{name}' must be {expected}, got {reprlib.repr(value)}")
+
+
 def _output(name: str, dtype: str, shape: list, meaning: str) -> dict:
     return {"name": name, "dtype": dtype, "shape": shape, "meaning": meaning}
 
@@ -164,10 +236,64 @@ def read_metadata(model_path: str | Path) -> ExportMetadata:
     if not path.is_file():
         raise EdgeKDError(f"{path}: metadata not found (every exported model has a <model>.json beside it)")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as error:
-        raise EdgeKDError(f"{path}: cannot read metadata ({error})") from None
+        text = path.read_bytes().decode("utf-8")
+    except OSError as error:
+        raise EdgeKDError(f"{path}: cannot read metadata ({error.strerror or error})") from None
+    except UnicodeDecodeError as error:
+        raise EdgeKDError(
+            f"{path}: not UTF-8 text (byte 0x{error.object[error.start]:02x} at offset {error.start}); export "
+            "metadata is JSON written by `edgekd export`"
+        ) from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise EdgeKDError(f"{path}:{error.lineno}: not valid JSON ({error.msg}, column {error.colno})") from None
     return ExportMetadata.from_dict(data, str(path))
+
+
+def _static(dim: object) -> int | None:
+    """A dimension as an integer, or None when it is symbolic (a name, None, or TensorRT's -1)."""
+    return dim if _is_int(dim) and dim > 0 else None
+
+
+def check_model_io(
+    meta: ExportMetadata, model_path: str | Path, inputs: dict[str, list], outputs: dict[str, list]
+) -> None:
+    """Raise EdgeKDError naming the metadata file and field that disagree with the model's own inputs and
+    outputs (names and shapes, as the runtime reports them: symbolic dimensions are skipped)."""
+    origin = metadata_path(model_path)
+    name = Path(model_path).name
+
+    def mismatch(field_name: str, detail: str) -> EdgeKDError:
+        value = meta.batch.describe() if field_name == "batch" else reprlib.repr(getattr(meta, field_name))
+        return EdgeKDError(f"{origin}: field '{field_name}' {value} disagrees with {name}: {detail}")
+
+    if list(inputs) != [meta.input_name]:
+        raise mismatch("input_name", f"its input(s) are {', '.join(inputs)}")
+    shape = list(inputs[meta.input_name])
+    described = f"its input '{meta.input_name}' has shape {shape}"
+    if len(shape) != 4:
+        raise mismatch("input_size", described)
+    if [_static(d) for d in shape[2:]] != list(meta.input_size) and None not in [_static(d) for d in shape[2:]]:
+        raise mismatch("input_size", described)
+    batch = _static(shape[0])
+    if batch is not None and (meta.batch.dynamic or meta.batch.max != batch):
+        raise mismatch("batch", f"{described} (a static batch of {batch})")
+    if sorted(outputs) != sorted(meta.output_names):
+        raise mismatch(
+            "nms",
+            f"NMS mode {meta.nms!r} means outputs {', '.join(meta.output_names)}, but its outputs are "
+            f"{', '.join(outputs)}",
+        )
+    if meta.nms == "none":
+        count = _static(list(outputs["scores"])[-1]) if outputs["scores"] else None
+        if count is not None and count != len(meta.classes):
+            raise mismatch(
+                "classes", f"{len(meta.classes)} classes listed, but its 'scores' output has {count} per candidate"
+            )
+        candidates = _static(list(outputs["boxes"])[1]) if len(outputs["boxes"]) > 1 else None
+        if candidates is not None and candidates != meta.num_candidates:
+            raise mismatch("num_candidates", f"its 'boxes' output has {candidates} candidates")
 
 
 def write_metadata(model_path: str | Path, meta: ExportMetadata) -> Path:

@@ -83,18 +83,15 @@ def _reader(records: Sequence[ImageRecord], input_size: tuple[int, int], batch: 
     return ImageReader()
 
 
-def quantize_qdq(
+def _quantize_in_temporary_folder(
     raw: onnx.ModelProto,
     records: Sequence[ImageRecord],
     input_size: tuple[int, int],
     batch: int,
     keep_float: Sequence[str],
-    input_name: str = "images",
-) -> tuple[onnx.ModelProto, dict]:
-    """The INT8 QDQ version of `raw`, calibrated on `records`; returns it and a description for the metadata.
-
-    Static-batch models calibrate on batches of exactly `batch` images (the last one padded with black images).
-    """
+    input_name: str,
+) -> tuple[onnx.ModelProto, list[str]]:
+    """ONNX Runtime's quantiser works on files: they live in a temporary folder, deleted however this ends."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -118,6 +115,28 @@ def quantize_qdq(
                 extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, "CalibMaxIntermediateOutputs": 8},
             )
         quantized = onnx.load(output)
+    return quantized, excluded
+
+
+def quantize_qdq(
+    raw: onnx.ModelProto,
+    records: Sequence[ImageRecord],
+    input_size: tuple[int, int],
+    batch: int,
+    keep_float: Sequence[str],
+    input_name: str = "images",
+) -> tuple[onnx.ModelProto, dict]:
+    """The INT8 QDQ version of `raw`, calibrated on `records`; returns it and a description for the metadata.
+
+    Static-batch models calibrate on batches of exactly `batch` images (the last one padded with black images).
+    """
+    try:
+        quantized, excluded = _quantize_in_temporary_folder(raw, records, input_size, batch, keep_float, input_name)
+    except OSError as error:
+        raise EdgeKDError(
+            f"INT8 quantisation: cannot write its temporary models in {tempfile.gettempdir()}: "
+            f"{error.strerror or error} (set TMPDIR to a folder with room)"
+        ) from None
     info = {
         "method": "onnxruntime static QDQ, entropy calibration, symmetric int8, per-channel weights",
         "quantized_ops": list(QUANTIZED_OPS),

@@ -2,7 +2,8 @@
 
 Order: export and check the graph, measure parity (raw outputs, then AP with --data); the model keeps its final
 name only when parity holds, a failing one is renamed `<name>.rejected` for inspection and the export stops with
-the numbers. INT8 and TensorRT artifacts follow, each with its own metadata.
+the numbers. INT8 and TensorRT artifacts follow, each with its own metadata. Everything is written into a staging
+folder beside the output folder, which it then replaces as a whole (`edgekd.export.folder`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from rich.progress import track
 from edgekd.atomic import atomic_write_bytes, atomic_write_text
 from edgekd.data.records import Dataset, Detections
 from edgekd.errors import EdgeKDError
+from edgekd.export.folder import ExportFolder
 from edgekd.export.metadata import (
     BatchSpec,
     ExportMetadata,
@@ -92,6 +94,10 @@ def check_options(options: ExportOptions) -> None:
         raise EdgeKDError("--int8 needs calibration images: give --calib-data DIR (or --data DIR)")
     if options.workspace_mib < 1:
         raise EdgeKDError(f"--workspace {options.workspace_mib}: must be at least 1 MiB")
+    if options.calib_images < 1:
+        raise EdgeKDError(f"--calib-images {options.calib_images}: must be at least 1")
+    if options.threads is not None and options.threads < 1:
+        raise EdgeKDError(f"--threads {options.threads}: must be at least 1")
 
 
 class _Backends:
@@ -248,7 +254,7 @@ def _ap_section(dataset: Dataset, detections: dict, options: ExportOptions, topk
 def export_checkpoint(checkpoint: str | Path, options: ExportOptions, console: Console | None = None) -> ExportResult:
     """Export a checkpoint as the options ask; raises EdgeKDError on bad input, failed parity or missing TensorRT."""
     from edgekd.data.loader import load_dataset
-    from edgekd.export.onnx import build_onnx, check_export_options
+    from edgekd.export.onnx import check_export_options
     from edgekd.models.checkpoint import load_detector
 
     console = console or Console()
@@ -258,8 +264,31 @@ def export_checkpoint(checkpoint: str | Path, options: ExportOptions, console: C
     check_export_options(detector.family, options.nms, options.batch, options.opset)
     classes = tuple(detector.config.classes)
     dataset = load_dataset(options.data, options.split, classes=classes) if options.data is not None else None
-    out_dir = options.out_dir or default_out_dir(checkpoint)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    folder = ExportFolder(options.out_dir or default_out_dir(checkpoint))
+    try:
+        result = _export(checkpoint, detector, dataset, options, folder, console)
+    except EdgeKDError as error:  # name files where the user finds them, not in the staging folder
+        raise EdgeKDError(str(error).replace(str(folder.work), str(folder.final))) from None
+    finally:
+        folder.discard()
+    if folder.previous:
+        console.print(f"[yellow]note:[/] replaced the previous export in {folder.final} ({folder.previous} files)")
+    return result
+
+
+def _export(
+    checkpoint: Path,
+    detector: object,
+    dataset: Dataset | None,
+    options: ExportOptions,
+    folder: ExportFolder,
+    console: Console,
+) -> ExportResult:
+    """Write the export into `folder.work` and commit it; a failed parity check or TensorRT step commits what
+    passed (for inspection, or to build the engine elsewhere) before raising."""
+    from edgekd.export.onnx import build_onnx
+
+    work, out_dir = folder.work, folder.final
     source = {"checkpoint": str(checkpoint), "sha256": file_sha256(checkpoint)}
 
     console.print(
@@ -293,25 +322,32 @@ def export_checkpoint(checkpoint: str | Path, options: ExportOptions, console: C
     report["passed"] = report_passed(report)
 
     meta = _metadata(detector, source, options, exported.num_candidates)
-    onnx_path = out_dir / "model.onnx"
+    onnx_path = work / "model.onnx"
     _write_model(onnx_path, model_bytes, meta)
     if not report["passed"]:
         rejected = _reject(onnx_path)
-        _save_report(out_dir, report)
+        _save_report(work, report)
+        folder.commit()
         _print_report(console, report)
-        raise EdgeKDError(_failure_message(report, rejected))
+        raise EdgeKDError(_failure_message(report, folder.final_path(rejected)))
 
     int8_path = None
     if options.int8:
-        int8_path = _export_int8(detector, exported, options, meta, dataset, report, out_dir, console)
+        int8_path = _export_int8(detector, exported, options, meta, dataset, report, folder, console)
     engine_path = None
     try:
         if options.trt:
-            engine_path = _export_engine(onnx_path, int8_path, meta, options, dataset, report, out_dir, console)
-    finally:
-        _save_report(out_dir, report)
+            engine_path = _export_engine(onnx_path, int8_path, meta, options, dataset, report, folder, console)
+    except EdgeKDError:
+        _save_report(work, report)
+        folder.commit()
         _print_report(console, report)
-    return ExportResult(out_dir, onnx_path, int8_path, engine_path, report)
+        raise
+    _save_report(work, report)
+    folder.commit()
+    _print_report(console, report)
+    written = (folder.final_path(p) if p is not None else None for p in (onnx_path, int8_path, engine_path))
+    return ExportResult(out_dir, *written, report)
 
 
 def _print_report(console: Console, report: dict) -> None:
@@ -328,7 +364,7 @@ def _export_int8(
     meta: ExportMetadata,
     dataset: Dataset | None,
     report: dict,
-    out_dir: Path,
+    folder: ExportFolder,
     console: Console,
 ) -> Path:
     """INT8 QDQ model (ONNX Runtime static quantisation) beside the FP32 one, with its AP when --data is given."""
@@ -360,9 +396,9 @@ def _export_int8(
     check_model(quantized)
     info["calibration_data"] = f"{calib_root} ({calib_split})"
     int8_meta = dataclasses.replace(meta, precision="int8-qdq", quantization=info)
-    path = out_dir / "model_int8.onnx"
+    path = folder.work / "model_int8.onnx"
     _write_model(path, quantized.SerializeToString(), int8_meta)
-    report["int8_model"] = str(path)
+    report["int8_model"] = str(folder.final_path(path))
     if dataset is not None:
         runner = OnnxRunner(quantized_raw.SerializeToString(), threads=options.threads)
         batch = options.batch.opt
@@ -392,7 +428,7 @@ def _export_engine(
     options: ExportOptions,
     dataset: Dataset | None,
     report: dict,
-    out_dir: Path,
+    folder: ExportFolder,
     console: Console,
 ) -> Path:
     """TensorRT engine with the Python API, or a clear stop with the trtexec command where that cannot run."""
@@ -404,13 +440,15 @@ def _export_engine(
         fp16=options.fp16,
         int8=options.int8,
         workspace_mib=options.workspace_mib,
-        timing_cache=out_dir / "timing.cache",
-        calibration_cache=out_dir / "calibration.cache" if options.int8 else None,
+        timing_cache=folder.work / "timing.cache",
+        calibration_cache=folder.work / "calibration.cache" if options.int8 else None,
         keep_float=tuple(keep),
     )
-    engine_path = out_dir / f"model_{engine_options.precision}.engine"
+    engine_path = folder.work / f"model_{engine_options.precision}.engine"
     source = int8_path if options.int8 and int8_path is not None else onnx_path
-    command = trtexec_command(source, engine_path, engine_options, options.batch, meta.input_size, meta.input_name)
+    shown = dataclasses.replace(engine_options, timing_cache=folder.final_path(folder.work / "timing.cache"))
+    final_source, final_engine = folder.final_path(source), folder.final_path(engine_path)
+    command = trtexec_command(final_source, final_engine, shown, options.batch, meta.input_size, meta.input_name)
     problems = tensorrt_problems()
     if problems:
         report["tensorrt"] = {
@@ -420,7 +458,7 @@ def _export_engine(
         raise EdgeKDError(
             "cannot build a TensorRT engine here, missing: "
             + "; ".join(problems)
-            + f".\nThe ONNX artifacts in {out_dir} are complete. On the target device, build the engine with:\n"
+            + f".\nThe ONNX artifacts in {folder.final} are complete. On the target device, build the engine with:\n"
             + f"  {command}\n"
             + "or run this export there with --trt, which also writes the engine's metadata for `edgekd eval`/`bench`."
         )
@@ -439,7 +477,7 @@ def _export_engine(
     engine_meta = dataclasses.replace(meta, precision=precision, tensorrt=info)
     write_metadata(engine_path, engine_meta)
     report["tensorrt"] = {
-        "status": f"built {engine_path} with TensorRT {info['version']} on {info['gpu']}",
+        "status": f"built {folder.final_path(engine_path)} with TensorRT {info['version']} on {info['gpu']}",
         "trtexec": command,
     }
     if dataset is not None:

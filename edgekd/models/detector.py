@@ -6,8 +6,9 @@ Teacher and student share `preprocess` (ImageNet mean/std), so their FPN maps al
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
 import torch
@@ -16,6 +17,7 @@ from torchvision.models.detection.backbone_utils import BackboneWithFPN
 from torchvision.ops import batched_nms
 
 from edgekd.data.records import Detections
+from edgekd.errors import EdgeKDError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -47,11 +49,67 @@ class DetectorConfig:
         return data
 
     @classmethod
-    def from_dict(cls, data: dict) -> DetectorConfig:
+    def from_dict(cls, data: object, source: str = "checkpoint") -> DetectorConfig:
+        """Rebuild a config written by `to_dict`: every key present, none unknown, each value of the right type
+        and range; else one EdgeKDError naming `source`, the key and what it must be."""
+        if not isinstance(data, dict):
+            raise EdgeKDError(f"{source}: config must be a mapping, got {type(data).__name__}")
+        expected = [f.name for f in fields(cls)]
+        missing = [key for key in expected if key not in data]
+        if missing:
+            raise EdgeKDError(f"{source}: config lacks key(s) {', '.join(missing)}")
+        unknown = [str(key) for key in data if key not in expected]
+        if unknown:
+            raise EdgeKDError(f"{source}: config has unknown key(s) {', '.join(unknown)}; known: {', '.join(expected)}")
+        for key, (valid, wanted) in _CONFIG_CHECKS.items():
+            if not valid(data[key]):
+                raise EdgeKDError(f"{source}: config.{key} {data[key]!r}: must be {wanted}")
         values = dict(data)
         for key in ("classes", "input_size", "mean", "std"):
             values[key] = tuple(values[key])
         return cls(**values)
+
+
+def _number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _whole(value: object, low: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= low
+
+
+def _numbers(value: object, count: int, positive: bool = False) -> bool:
+    return (
+        isinstance(value, (list, tuple))
+        and len(value) == count
+        and all(_number(v) and (not positive or v > 0) for v in value)
+    )
+
+
+def _class_list(value: object) -> bool:
+    return (
+        isinstance(value, (list, tuple))
+        and len(value) > 0
+        and all(isinstance(name, str) and name for name in value)
+        and len(set(value)) == len(value)
+    )
+
+
+_CONFIG_CHECKS = {
+    "name": (lambda v: isinstance(v, str) and bool(v), "a zoo model name"),
+    "classes": (_class_list, "a non-empty list of distinct class names"),
+    "input_size": (
+        lambda v: isinstance(v, (list, tuple)) and len(v) == 2 and all(_whole(x, 1) for x in v),
+        "[height, width], two positive whole numbers",
+    ),
+    "mean": (lambda v: _numbers(v, 3), "three finite numbers"),
+    "std": (lambda v: _numbers(v, 3, positive=True), "three positive numbers"),
+    "score_thresh": (lambda v: _number(v) and 0 <= v <= 1, "a number in [0, 1]"),
+    "nms_thresh": (lambda v: _number(v) and 0 <= v <= 1, "a number in [0, 1]"),
+    "max_detections": (lambda v: _whole(v, 1), "a whole number >= 1"),
+    "topk_candidates": (lambda v: _whole(v, 1), "a whole number >= 1"),
+    "extra": (lambda v: isinstance(v, dict), "a mapping"),
+}
 
 
 class Detector(nn.Module, ABC):

@@ -14,13 +14,39 @@ import numpy as np
 
 from edgekd.data.records import Dataset, Detections
 from edgekd.errors import EdgeKDError
-from edgekd.export.metadata import ExportMetadata, read_metadata
+from edgekd.export.metadata import ExportMetadata, check_model_io, metadata_path, read_metadata
 from edgekd.runtime.postprocess import PostprocessConfig, decode_outputs
 from edgekd.runtime.preprocess import iterate_batches, pad_batch
 
 ARTIFACT_SUFFIXES = (".onnx", ".engine")
 
-__all__ = ["ARTIFACT_SUFFIXES", "Artifact", "predict_artifact"]
+__all__ = ["ARTIFACT_SUFFIXES", "Artifact", "check_dataset_classes", "check_labels", "predict_artifact"]
+
+
+def check_dataset_classes(classes: Sequence[str], dataset: Dataset, model: str | Path) -> list[str]:
+    """The model's classes that no ground-truth object of `dataset` has (their AP cannot be measured); when that
+    is all of them, an error naming the model's and the data's class lists (the model was trained on other
+    classes, or the data is not what the model expects)."""
+    labelled = sorted({obj.type for record in dataset.records for obj in record.objects} - {"DontCare"})
+    absent = [name for name in classes if name not in labelled]
+    if len(absent) == len(classes):
+        where = f"{dataset.root} (split {dataset.split!r})" if dataset.format == "kitti" else dataset.root
+        raise EdgeKDError(
+            f"{model}: none of the model's classes {list(classes)} is labelled in {where}, whose labels are "
+            f"{labelled or 'none'}; evaluate on data labelled with the model's classes"
+        )
+    return absent
+
+
+def check_labels(detections: Sequence[Detections], classes: Sequence[str], model_path: Path) -> None:
+    """A class index beyond the metadata's class list (edited metadata, or a model exported for more classes) is
+    an error naming both counts."""
+    labels = [int(d.labels.max()) for d in detections if len(d.labels)]
+    if labels and max(labels) >= len(classes):
+        raise EdgeKDError(
+            f"{metadata_path(model_path)}: field 'classes' lists {len(classes)} classes, but {model_path.name} "
+            f"outputs class index {max(labels)} (at least {max(labels) + 1} classes)"
+        )
 
 
 class Artifact:
@@ -46,12 +72,14 @@ class Artifact:
         else:
             if self.metadata.nms == "trt-plugin":
                 raise EdgeKDError(
-                    f"{path}: its NMS is the EfficientNMS_TRT plugin, which only TensorRT runs; build an engine "
+                    f"{metadata_path(path)}: field 'nms' is 'trt-plugin': {path.name} ends in the EfficientNMS_TRT "
+                    "plugin, which only TensorRT runs; build an engine "
                     "(`edgekd export CKPT --trt --nms trt-plugin`) or export with --nms none|onnx for ONNX Runtime"
                 )
             from edgekd.runtime.onnx_runner import OnnxRunner
 
             self.runner = OnnxRunner(path, threads=threads, providers=providers)
+        check_model_io(self.metadata, path, *self.runner.io_shapes())
         self.postprocess_config = PostprocessConfig.from_metadata(self.metadata)
 
     @property
@@ -78,7 +106,10 @@ class Artifact:
         return self.runner.run(images)
 
     def decode(self, outputs: dict[str, np.ndarray], scales: np.ndarray | None) -> list[Detections]:
-        return decode_outputs(outputs, scales, self.metadata.nms, self.postprocess_config)
+        """Detections in original pixels; a label beyond the metadata's class list is an error naming it."""
+        detections = decode_outputs(outputs, scales, self.metadata.nms, self.postprocess_config)
+        check_labels(detections, self.metadata.classes, self.path)
+        return detections
 
     def predict(self, images: np.ndarray, scales: np.ndarray | None, batch: int) -> list[Detections]:
         """Detections for a (possibly short) batch; static-batch models get zero images appended, then dropped."""

@@ -36,10 +36,20 @@ class OnnxRunner:
         try:
             self.session = ort.InferenceSession(source, sess_options=options, providers=list(providers))
         except Exception as error:  # onnxruntime raises its own exception types for unloadable models
-            name = "the in-memory model" if isinstance(path, bytes) else path
-            raise EdgeKDError(f"ONNX Runtime cannot load {name}: {error}") from None
+            if isinstance(path, bytes):
+                raise EdgeKDError(f"ONNX Runtime cannot load the in-memory model: {error}") from None
+            raise EdgeKDError(
+                f"{path}: ONNX Runtime cannot load it (truncated or not an ONNX model?): {error}"
+            ) from None
         self.input_name = self.session.get_inputs()[0].name
         self.output_names = [output.name for output in self.session.get_outputs()]
+
+    def io_shapes(self) -> tuple[dict[str, list], dict[str, list]]:
+        """Input and output shapes by name (symbolic dimensions as names or None)."""
+        return (
+            {value.name: list(value.shape) for value in self.session.get_inputs()},
+            {value.name: list(value.shape) for value in self.session.get_outputs()},
+        )
 
     def run(self, images: np.ndarray) -> dict[str, np.ndarray]:
         outputs = self.session.run(self.output_names, {self.input_name: np.ascontiguousarray(images, np.float32)})

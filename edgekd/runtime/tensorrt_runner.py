@@ -75,6 +75,14 @@ class TensorRTRunner:
         self.output_names = [name for name in names if not is_input[name]]
         self._buffers: dict[str, tuple[int, int]] = {}  # name -> (device pointer, capacity in bytes)
 
+    def io_shapes(self) -> tuple[dict[str, list], dict[str, list]]:
+        """Input and output shapes by name as the engine declares them (-1 where dynamic)."""
+        shape = self.engine.get_tensor_shape
+        return (
+            {self.input_name: list(shape(self.input_name))},
+            {name: list(shape(name)) for name in self.output_names},
+        )
+
     def _buffer(self, name: str, nbytes: int) -> int:
         pointer, capacity = self._buffers.get(name, (0, -1))
         if capacity < nbytes:

@@ -14,8 +14,11 @@ rank 0, and only rank 0 writes files.
 
 from __future__ import annotations
 
+import hashlib
+import json
+import math
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 import torch
@@ -27,7 +30,7 @@ from edgekd.data.torch_dataset import DetectionDataset, make_train_loader
 from edgekd.data.transforms import AugmentConfig
 from edgekd.errors import EdgeKDError
 from edgekd.evaluate import evaluate_detections
-from edgekd.models.checkpoint import atomic_torch_save, detector_payload, read_checkpoint
+from edgekd.models.checkpoint import atomic_torch_save, detector_payload, load_weights, read_checkpoint
 from edgekd.models.inference import predict_dataset
 from edgekd.train import distributed
 from edgekd.train.acceleration import autocast, channels_last, compile_backbone, grad_scaler, resolve_amp
@@ -52,6 +55,93 @@ class TrainOptions:
     workers: int = 0  # data-loading worker processes per rank; 0 loads (and caches) in the training process
     compile: bool = False  # torch.compile the trained detector's backbone + FPN
     quiet: bool = False
+
+
+def check_options(options: TrainOptions) -> None:
+    """Refuse a schedule that cannot train: each value named with its valid range."""
+    whole = {"epochs": (options.epochs, 1), "batch_size": (options.batch_size, 1)}
+    whole["warmup_iters"] = (options.warmup_iters, 0)
+    for name, (value, low) in whole.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise EdgeKDError(f"training option {name} {value!r}: must be a whole number >= {low}")
+    for name, value, low_allowed in (("lr", options.lr, False), ("weight_decay", options.weight_decay, True)):
+        if not math.isfinite(value) or value < 0 or (value == 0 and not low_allowed):
+            raise EdgeKDError(
+                f"training option {name} {value!r}: must be a finite number {'>=' if low_allowed else '>'} 0"
+            )
+
+
+@dataclass(frozen=True)
+class DataFingerprint:
+    """What identifies a dataset split for `--resume`: its folder, split name, image count and a hash of the
+    image ids, sizes and labels."""
+
+    path: str
+    split: str
+    images: int
+    labels_sha256: str
+
+    @classmethod
+    def of(cls, dataset: Dataset) -> DataFingerprint:
+        listing = [
+            [
+                record.image_id,
+                record.width,
+                record.height,
+                [[o.type, *o.bbox, o.truncated, o.occluded] for o in record.objects],
+            ]
+            for record in dataset.records
+        ]
+        digest = hashlib.sha256(json.dumps(listing, default=float).encode()).hexdigest()
+        return cls(str(Path(dataset.root).resolve()), dataset.split, len(dataset.records), digest)
+
+
+@dataclass(frozen=True)
+class RunFingerprint:
+    """Everything a run's result depends on apart from its weights: `--resume` refuses to continue a run whose
+    fingerprint differs (unless forced), naming each difference."""
+
+    model: str
+    input_size: str  # WIDTHxHEIGHT
+    classes: tuple[str, ...]
+    training_data: DataFingerprint
+    validation_data: DataFingerprint
+    schedule: str
+    teacher: str | None
+    kd_losses: str | None
+
+    def to_dict(self) -> dict:
+        return json.loads(json.dumps(asdict(self)))
+
+    @classmethod
+    def from_dict(cls, data: dict) -> RunFingerprint:
+        values = dict(data)
+        values["classes"] = tuple(values["classes"])
+        for key in ("training_data", "validation_data"):
+            values[key] = DataFingerprint(**values[key])
+        return cls(**values)
+
+    def differences(self, now: RunFingerprint) -> list[str]:
+        """'what: X then, Y now' for each field that differs from `now`."""
+        found = []
+        for item in fields(self):
+            then, current = getattr(self, item.name), getattr(now, item.name)
+            label = item.name.replace("_", " ")
+            if not isinstance(then, DataFingerprint):
+                if then != current:
+                    found.append(f"{label}: {_shown(then)} then, {_shown(current)} now")
+                continue
+            for part in fields(then):
+                was, is_ = getattr(then, part.name), getattr(current, part.name)
+                if part.name == "labels_sha256" and was != is_:
+                    found.append(f"{label}: the image list or labels changed")
+                elif was != is_:
+                    found.append(f"{label} {part.name}: {was} then, {is_} now")
+        return found
+
+
+def _shown(value: object) -> str:
+    return str(list(value) if isinstance(value, tuple) else value)
 
 
 def summarize(results: dict) -> dict[str, float]:
@@ -81,6 +171,7 @@ class Trainer:
         self.options = options
         self.out_dir = out_dir
         self.env = distributed.current()
+        check_options(options)
         self.device = torch.device(options.device)
         self.amp = resolve_amp(options.amp, self.device)
         self.payload_extra = payload_extra or {}
@@ -116,25 +207,104 @@ class Trainer:
         self.model = distributed.replicate(objective, objective.trainable_modules(), self.env, self.device)
         self.history: list[dict[str, float]] = []
         self.best_ap = -1.0
+        self.best_epoch: int | None = None
         self.start_epoch = 0
+        self.fingerprint = self._fingerprint(train_data, val_data)
 
-    def resume(self) -> None:
+    @property
+    def best_path(self) -> Path:
+        return self.out_dir / "best.pt"
+
+    def _fingerprint(self, train_data: Dataset, val_data: Dataset) -> RunFingerprint:
+        config, options, recipe = self.detector.config, self.options, self.payload_extra.get("recipe")
+        teacher = self.payload_extra.get("teacher")
+        return RunFingerprint(
+            model=config.name,
+            input_size=f"{config.input_size[1]}x{config.input_size[0]}",
+            classes=tuple(config.classes),
+            training_data=DataFingerprint.of(train_data),
+            validation_data=DataFingerprint.of(val_data),
+            schedule=(
+                f"epochs {options.epochs}, batch {options.batch_size}, lr {options.lr:g}, weight decay "
+                f"{options.weight_decay:g}, warm-up {options.warmup_iters}, grad clip {options.grad_clip:g}, "
+                f"seed {options.seed}"
+            ),
+            teacher=str(Path(teacher).resolve()) if teacher else None,
+            kd_losses=json.dumps({"losses": recipe["losses"], "inherit": recipe["inherit"]}, sort_keys=True)
+            if recipe
+            else None,
+        )
+
+    def resume(self, force: bool = False) -> None:
         """Continue from RUN_DIR/last.pt: weights, optimizer, schedule, history and epoch (rank 0 reads the file
-        and sends it to the other ranks, whatever their number when it was written)."""
+        and sends it to the other ranks, whatever their number when it was written).
+
+        Refuses a last.pt written for another model, input size, data, schedule or recipe unless `force`, and
+        rewrites any file of the run folder an interruption left missing or stale (best.pt, metrics.csv/png)."""
         last = self.out_dir / "last.pt"
-        payload = distributed.run_on_main(lambda: read_checkpoint(last))
-        if payload["config"]["name"] != self.detector.config.name:
-            raise EdgeKDError(f"--resume: {last} holds {payload['config']['name']}, not {self.detector.config.name}")
-        self.detector.load_state_dict(payload["model"])
-        self.objective.load_extra_state(payload["objective"])
-        self.optimizer.load_state_dict(payload["optimizer"])
-        self.scheduler.load_state_dict(payload["scheduler"])
+        payload = distributed.run_on_main(lambda: self._read_resumable(last, force))
+        load_weights(self.detector, payload["model"], last)
+        try:
+            self.objective.load_extra_state(payload["objective"])
+            self.optimizer.load_state_dict(payload["optimizer"])
+            self.scheduler.load_state_dict(payload["scheduler"])
+        except (KeyError, ValueError, RuntimeError) as error:
+            raise EdgeKDError(f"--resume: the training state in {last} does not fit this run ({error})") from None
         if self.scaler.is_enabled() and payload["scaler"]:
             self.scaler.load_state_dict(payload["scaler"])
         self.history = payload["history"]
         self.best_ap = payload["best_ap"]
+        self.best_epoch = payload.get("best_epoch", _best_epoch(self.history))
         self.start_epoch = payload["epoch"] + 1
         self.console.print(f"resuming {last} at epoch {self.start_epoch + 1}/{self.options.epochs}")
+
+    def _read_resumable(self, last: Path, force: bool) -> dict:
+        payload = read_checkpoint(last)
+        missing = [key for key in _RESUME_KEYS if key not in payload]
+        if missing:
+            raise EdgeKDError(f"--resume: {last} cannot be resumed: it lacks {', '.join(missing)}")
+        if payload["config"]["name"] != self.detector.config.name:
+            raise EdgeKDError(f"--resume: {last} holds {payload['config']['name']}, not {self.detector.config.name}")
+        if "run" in payload:
+            try:
+                then = RunFingerprint.from_dict(payload["run"])
+            except (KeyError, TypeError, ValueError):
+                raise EdgeKDError(f"--resume: {last} holds an unreadable run description ('run')") from None
+            differences = then.differences(self.fingerprint)
+            if differences and not force:
+                raise EdgeKDError(
+                    f"--resume: {last} was written for another run: {'; '.join(differences)}; "
+                    "pass --force to continue it anyway, or choose another -o"
+                )
+            for difference in differences:
+                self.console.print(f"[yellow]warning: --force: resuming although the {difference}[/]")
+        self._restore_outputs(payload, force)
+        return payload
+
+    def _restore_outputs(self, payload: dict, force: bool) -> None:
+        """Rewrite what an interruption after last.pt may have left missing: best.pt (when last.pt holds the best
+        epoch's weights), metrics.csv and metrics.png; delete the temporaries of writes a kill -9 cut short."""
+        for name in _RUN_FILES:
+            for temporary in self.out_dir.glob(f".{name}.*.tmp"):
+                temporary.unlink(missing_ok=True)
+        history, epoch = payload["history"], payload["epoch"]
+        best_epoch = payload.get("best_epoch", _best_epoch(history))
+        held = _checkpoint_epoch(self.best_path)
+        if best_epoch is not None and held != best_epoch and (held is None or held <= epoch):
+            if best_epoch == epoch:
+                best = {key: payload[key] for key in ("format", "config", "model")}
+                best.update(epoch=epoch, metrics=history[-1], **self.payload_extra)
+                atomic_torch_save(best, self.best_path)
+                self.console.print(f"restored {self.best_path} (epoch {epoch + 1}) from {self.out_dir / 'last.pt'}")
+            elif not force:
+                raise EdgeKDError(
+                    f"--resume: {self.best_path} (the best epoch, {best_epoch + 1}) is missing or stale and cannot be "
+                    f"rebuilt (last.pt holds epoch {epoch + 1}); pass --force to continue without it"
+                )
+            else:
+                self.console.print(f"[yellow]warning: --force: {self.best_path} of epoch {best_epoch + 1} is lost[/]")
+        write_metrics_csv(self.out_dir / "metrics.csv", history)
+        plot_history(self.out_dir / "metrics.png", history)
 
     def fit(self) -> list[dict[str, float]]:
         for epoch in range(self.start_epoch, self.options.epochs):
@@ -144,7 +314,8 @@ class Trainer:
             row.update(summarize(self.validate()))
             self.history.append(row)
             improved = row["AP"] > self.best_ap
-            self.best_ap = max(self.best_ap, row["AP"])
+            if improved:
+                self.best_ap, self.best_epoch = row["AP"], epoch
             if self.env.is_main:
                 self._save(epoch, row, improved)
             shown = "  ".join(f"{key} {row[key]:.2f}" for key in ("AP", "AP50", "kitti_moderate") if key in row)
@@ -223,7 +394,11 @@ class Trainer:
         return {"loss": float(total.detach()), **parts}
 
     def _save(self, epoch: int, row: dict[str, float], improved: bool) -> None:
+        """best.pt first, then last.pt, then the metrics: a run stopped between any two writes resumes from
+        last.pt with a best.pt at least as new, and `resume` rewrites the rest."""
         common = {"epoch": epoch, "metrics": row, **self.payload_extra}
+        if improved:
+            atomic_torch_save(detector_payload(self.detector, **common), self.best_path)
         last = detector_payload(
             self.detector,
             **common,
@@ -233,10 +408,32 @@ class Trainer:
             scaler=self.scaler.state_dict(),
             history=self.history,
             best_ap=self.best_ap,
+            best_epoch=self.best_epoch,
+            run=self.fingerprint.to_dict(),
             train_options=asdict(self.options),
         )
         atomic_torch_save(last, self.out_dir / "last.pt")
-        if improved:
-            atomic_torch_save(detector_payload(self.detector, **common), self.out_dir / "best.pt")
         write_metrics_csv(self.out_dir / "metrics.csv", self.history)
         plot_history(self.out_dir / "metrics.png", self.history)
+
+
+_RUN_FILES = ("best.pt", "last.pt", "metrics.csv", "metrics.png")
+_RESUME_KEYS = ("epoch", "objective", "optimizer", "scheduler", "scaler", "history", "best_ap")
+
+
+def _best_epoch(history: list[dict[str, float]]) -> int | None:
+    """0-based index of the first epoch with the highest AP (the one best.pt holds), None before any epoch."""
+    if not history:
+        return None
+    return max(range(len(history)), key=lambda index: history[index]["AP"])
+
+
+def _checkpoint_epoch(path: Path) -> int | None:
+    """The epoch a checkpoint in the run folder holds; None when it is missing or unreadable."""
+    if not path.is_file():
+        return None
+    try:
+        epoch = read_checkpoint(path).get("epoch")
+    except EdgeKDError:
+        return None
+    return epoch if isinstance(epoch, int) else None

@@ -19,7 +19,7 @@ from edgekd.bench.system import cpu_model
 from edgekd.bench.timing import PerfCounterClock
 from edgekd.data.records import Detections
 from edgekd.errors import EdgeKDError
-from edgekd.export.metadata import ExportMetadata, read_metadata
+from edgekd.export.metadata import ExportMetadata, check_model_io, metadata_path, read_metadata
 from edgekd.runtime.postprocess import PostprocessConfig, decode_outputs
 
 PROVIDERS: dict[str, tuple[str, ...]] = {
@@ -57,13 +57,15 @@ class OrtRunner(BenchRunner):
         self.meta = read_metadata(path)
         if self.meta.nms == "trt-plugin":
             raise EdgeKDError(
-                f"{path}: its NMS is the EfficientNMS_TRT plugin, which ONNX Runtime cannot run; bench its engine "
+                f"{metadata_path(path)}: field 'nms' is 'trt-plugin': {path.name} ends in the EfficientNMS_TRT "
+                "plugin, which ONNX Runtime cannot run; bench its engine "
                 "(--backend trt) or export with --nms none|onnx"
             )
+        self.runner = OnnxRunner(path, threads=threads, providers=PROVIDERS[backend])
+        check_model_io(self.meta, path, *self.runner.io_shapes())
         self.info = export_model_info(path, self.meta, "onnx")
         self.info.params, self.info.gflops = onnx_complexity(path)
         self.threads = threads
-        self.runner = OnnxRunner(path, threads=threads, providers=PROVIDERS[backend])
         self.session = self.runner.session
         wanted = PROVIDERS[backend][0]
         if wanted not in self.session.get_providers():

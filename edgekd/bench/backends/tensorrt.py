@@ -17,7 +17,7 @@ from edgekd.bench.backends.onnxrt import export_model_info
 from edgekd.bench.cuda_runtime import CudaEventClock, CudaRuntime, pinned_array
 from edgekd.data.records import Detections
 from edgekd.errors import EdgeKDError
-from edgekd.export.metadata import read_metadata
+from edgekd.export.metadata import check_model_io, read_metadata
 from edgekd.runtime.postprocess import PostprocessConfig, decode_outputs
 
 
@@ -51,6 +51,7 @@ class TensorRTEngineRunner(BenchRunner):
         self.trt = import_tensorrt()
         self.cuda = CudaRuntime()
         loaded = TensorRTRunner(path, self.meta.tensorrt)  # checks TensorRT version and GPU, then deserialises
+        check_model_io(self.meta, path, *loaded.io_shapes())
         self.engine, self.context = loaded.engine, loaded.context
         self.input_name, self.output_names = loaded.input_name, loaded.output_names
         self.gpu_name = loaded.device.name

@@ -4,7 +4,9 @@
     value, parts = loss(KDInputs(...))        # weighted scalar, {part: float}
 
 Names: fgfi, ssim, gkd, bmfi, global, fitnet, logits (definitions in each module's docstring and in
-kd-methods.md). Options are validated: an unknown or mistyped key raises EdgeKDError naming it.
+docs/kd/). Options are validated: an unknown, mistyped or out-of-range key raises EdgeKDError naming the
+recipe file (when given), the loss and the option. Each loss class declares what it needs from the
+teacher/student pair (`KDLoss.pair_needs`); `edgekd.distill.pairing.check_losses` checks it.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from edgekd.distill.losses.base import KDInputs, KDLoss, Option, resolve_options
+from edgekd.distill.losses.base import KDInputs, KDLoss, Option, PairNeed, loss_label, resolve_options
 from edgekd.distill.losses.bmfi import BMFILoss
 from edgekd.distill.losses.fgfi import FGFILoss
 from edgekd.distill.losses.fitnet import FitNetLoss
@@ -28,17 +30,30 @@ LOSSES: dict[str, type[KDLoss]] = {
 
 
 def build_loss(
-    name: str, options: Mapping[str, Any] | None, student_channels: Sequence[int], teacher_channels: Sequence[int]
+    name: str,
+    options: Mapping[str, Any] | None,
+    student_channels: Sequence[int],
+    teacher_channels: Sequence[int],
+    source: str | None = None,
 ) -> KDLoss:
-    """The loss registered as `name`, built for these per-level neck channels with validated `options`."""
+    """The loss registered as `name`, built for these per-level neck channels with validated `options`; errors
+    name `source` (the recipe file) when given."""
+    prefix = f"{source}: " if source else ""
     if name not in LOSSES:
-        raise EdgeKDError(f"unknown KD loss '{name}' (available: {', '.join(LOSSES)})")
+        raise EdgeKDError(f"{prefix}unknown KD loss '{name}' (available: {', '.join(LOSSES)})")
     if options is None:
         options = {}
     if not isinstance(options, Mapping) or not all(isinstance(key, str) for key in options):
-        raise EdgeKDError(f"loss '{name}': options must be a mapping of option names to values, got {options!r}")
-    resolve_options(name, LOSSES[name].options, options)  # named errors before any keyword clash
-    return LOSSES[name](student_channels, teacher_channels, **options)
+        raise EdgeKDError(
+            f"{loss_label(name, source)}: options must be a mapping of option names to values, got {options!r}"
+        )
+    resolve_options(name, LOSSES[name].options, options, source)  # named errors before any keyword clash
+    try:
+        return LOSSES[name](student_channels, teacher_channels, **options)
+    except EdgeKDError as error:
+        if not source:
+            raise
+        raise EdgeKDError(f"{prefix}{error}") from error
 
 
-__all__ = ["LOSSES", "KDInputs", "KDLoss", "Option", "build_loss", "gradcam_weights"]
+__all__ = ["LOSSES", "KDInputs", "KDLoss", "Option", "PairNeed", "build_loss", "gradcam_weights"]

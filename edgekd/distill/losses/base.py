@@ -10,6 +10,7 @@ with the loss name).
 
 from __future__ import annotations
 
+import enum
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -51,6 +52,13 @@ class KDInputs:
         return sum(int(b.shape[0]) for b in self.gt_boxes)
 
 
+class PairNeed(enum.Enum):
+    """What a KD loss needs the teacher and the student to share; the value says it in words."""
+
+    ALIGNED_MAPS = "equal FPN strides"
+    SAME_PRIORS = "the same head family with the same priors per location"
+
+
 OptionCheck = Callable[[Any], "str | None"]
 
 
@@ -82,6 +90,14 @@ def unit_interval(value: float) -> str | None:
     return None if 0 < value <= 1 else "must be in (0, 1]"
 
 
+def open_unit_interval(value: float) -> str | None:
+    return None if 0 < value < 1 else "must be in (0, 1) (strictly between 0 and 1)"
+
+
+def fraction_below_one(value: float) -> str | None:
+    return None if 0 <= value < 1 else "must be in [0, 1)"
+
+
 def odd_positive(value: int) -> str | None:
     return None if value >= 1 and value % 2 == 1 else "must be an odd integer >= 1"
 
@@ -103,13 +119,22 @@ def _type_ok(value: Any, types: tuple[type, ...]) -> bool:
     return isinstance(value, types)
 
 
-def resolve_options(loss_name: str, spec: Mapping[str, Option], given: Mapping[str, Any]) -> dict[str, Any]:
-    """Defaults overlaid with `given`, each value type- and range-checked; raises EdgeKDError on any mistake."""
+def loss_label(loss_name: str, source: str | None = None) -> str:
+    """How errors name a loss: "loss 'fgfi'", prefixed with the recipe file (`source`) when known."""
+    return f"{source}: loss '{loss_name}'" if source else f"loss '{loss_name}'"
+
+
+def resolve_options(
+    loss_name: str, spec: Mapping[str, Option], given: Mapping[str, Any], source: str | None = None
+) -> dict[str, Any]:
+    """Defaults overlaid with `given`, each value type- and range-checked; raises EdgeKDError on any mistake,
+    naming `source` (the recipe file, when known), the loss and the option."""
     allowed = ", ".join(sorted(spec))
+    where = loss_label(loss_name, source)
     resolved: dict[str, Any] = {}
     for key in given:
         if key not in spec:
-            raise EdgeKDError(f"loss '{loss_name}': unknown option '{key}' (allowed: {allowed})")
+            raise EdgeKDError(f"{where}: unknown option '{key}' (allowed: {allowed})")
     for key, option in spec.items():
         value = given.get(key, option.default)
         if value is None and option.nullable:
@@ -119,20 +144,16 @@ def resolve_options(loss_name: str, spec: Mapping[str, Option], given: Mapping[s
             value = list(value)
         if not _type_ok(value, option.types):
             names = " or ".join(t.__name__ for t in option.types) + (" or null" if option.nullable else "")
-            raise EdgeKDError(
-                f"loss '{loss_name}': option '{key}' must be {names}, got {type(value).__name__} {value!r}"
-            )
+            raise EdgeKDError(f"{where}: option '{key}' must be {names}, got {type(value).__name__} {value!r}")
         if float in option.types and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
         if isinstance(value, float) and not math.isfinite(value):
-            raise EdgeKDError(f"loss '{loss_name}': option '{key}' must be finite, got {value!r}")
+            raise EdgeKDError(f"{where}: option '{key}' must be finite, got {value!r}")
         if option.choices is not None and value not in option.choices:
-            raise EdgeKDError(
-                f"loss '{loss_name}': option '{key}' must be one of {list(option.choices)}, got {value!r}"
-            )
+            raise EdgeKDError(f"{where}: option '{key}' must be one of {list(option.choices)}, got {value!r}")
         problem = option.check(value) if option.check is not None else None
         if problem is not None:
-            raise EdgeKDError(f"loss '{loss_name}': option '{key}' {problem}, got {value!r}")
+            raise EdgeKDError(f"{where}: option '{key}' {problem}, got {value!r}")
         resolved[key] = value
     return resolved
 
@@ -142,10 +163,13 @@ class KDLoss(nn.Module):
 
     Subclasses set `name` and `options` (which must contain `weight`) and implement
     `compute(inputs) -> (unweighted scalar, {part: scalar tensor})`. `levels` (if declared) selects FPN levels.
+    `revision` counts changes of the loss's numbers: bump it with any fix that changes what the loss computes, so
+    stored benchmark results of the earlier code are not reused (benchmarks/kd_cells.py hashes it).
     """
 
     name: ClassVar[str]
     options: ClassVar[dict[str, Option]]
+    revision: ClassVar[int] = 1
 
     def __init__(
         self, student_channels: Sequence[int], teacher_channels: Sequence[int], options: Mapping[str, Any]
@@ -170,6 +194,12 @@ class KDLoss(nn.Module):
                 f"loss '{self.name}': option 'levels' must be distinct indices in 0..{num_levels - 1}, got {levels}"
             )
         self.levels: tuple[int, ...] = tuple(sorted(levels))
+
+    @classmethod
+    def pair_needs(cls, config: Mapping[str, Any]) -> dict[PairNeed, str]:
+        """What this loss, with resolved options `config`, needs the teacher/student pair to share, each with the
+        reason (the part of the loss that needs it). Feature losses compare neck maps cell by cell."""
+        return {PairNeed.ALIGNED_MAPS: "it compares teacher and student neck maps cell by cell"}
 
     def compute(self, inputs: KDInputs) -> tuple[Tensor, dict[str, Tensor]]:
         raise NotImplementedError

@@ -3,7 +3,7 @@
 Lan, Tian, "Gradient-Guided Knowledge Distillation for Object Detectors", WACV 2024, arXiv:2303.04240.
 Equation numbers not available (paper body not retrieved). The terms follow the released
 `GKD_BMFI_FeatureLoss` (FGD-style: Yang et al., "Focal and Global Knowledge Distillation for Detectors",
-CVPR 2022, arXiv:2111.11837), as restated in kd-methods.md 2(a), per level with N images, teacher
+CVPR 2022, arXiv:2111.11837), as restated in docs/kd/bmfi.md eqs. (1)-(8), per level with N images, teacher
 attentions A^S_t, A^C_t (temperature `temp`) and box mask M:
 
     A^S(h,w) = H W softmax_hw(mean_c |F| / temp),   A^C(c) = C softmax_c(mean_hw |F| / temp)
@@ -12,7 +12,7 @@ attentions A^S_t, A^C_t (temperature `temp`) and box mask M:
     global grain     L_glob = sum (S - T)^2 A^S_t A^C_t / (N H W)
     L = alpha L_fg + gamma L_at + lambda_ L_glob            (summed over levels)
 
-Fix (kd-methods.md 2(e) pitfall 4, test vector C5 "intended"): the reference draws each box's Gaussian patch
+Fix (docs/kd/bmfi.md "edgekd decisions", vector C5): the reference draws each box's Gaussian patch
 at doubled coordinates on a 2H x 2W canvas and crops the centre without rescaling, which misplaces it (boxes
 away from the centre vanish). Here the 2w x 2h patch is placed so that its all-ones w x h core lies exactly on
 the box's cells. The gradient-map term (the released beta term) is not part of BMFI here; the `gkd` loss

@@ -2,12 +2,12 @@
 
 Wang, Yuan, Zhang, Feng, "Distilling Object Detectors with Fine-grained Feature Imitation", CVPR 2019,
 arXiv:1906.03609. Equation numbers not available (paper body not retrieved); formulas as restated in
-kd-methods.md section 1(a), items 1-7:
+docs/kd/fgfi.md eqs. (1)-(7):
 
     m_k(i,j,a) = IoU(prior(i,j,a), g_k);   F_k = psi * max m_k;   I_k(i,j) = [exists a: m_k(i,j,a) > F_k]
     I = OR_k I_k;   L_imit = 1/(2 N_p) * sum_ij sum_c I_ij (f_adap(s)_ijc - t_ijc)^2,  N_p = sum I
 
-edgekd on FPN (kd-methods.md decisions): the mask is built per level; the per-GT maximum is taken per level
+edgekd on FPN (docs/kd/fgfi.md "edgekd decisions"): the mask is built per level; the per-GT maximum is taken per level
 (`max_over="level"`, the todd FGFIMask variant) or over all levels (`"all"`); the loss sums masked squared
 errors over the distilled levels and divides by 2 * (total positive cells, clamped >= 1, so a batch without
 GT gives exactly 0); one 3x3 conv adapter per level, N(0, 1e-4) init, no ReLU (FPN outputs are not
@@ -29,9 +29,9 @@ from edgekd.distill.losses.base import (
     KDInputs,
     Option,
     non_negative,
+    open_unit_interval,
     positive,
     require,
-    unit_interval,
 )
 from edgekd.distill.losses.common import ADAPTER_INITS, ADAPTER_KINDS, FEATURE_NORM_OPTION, AdaptedFeatureLoss
 from edgekd.errors import EdgeKDError
@@ -45,7 +45,7 @@ def imitation_masks(
     psi: float = 0.5,
     max_over: str = "level",
 ) -> list[Tensor]:
-    """FGFI imitation mask per level, (B, H_l, W_l) bool (Wang et al. 2019, kd-methods.md 1(a) items 1-4).
+    """FGFI imitation mask per level, (B, H_l, W_l) bool (Wang et al. 2019, docs/kd/fgfi.md eqs. (1)-(4)).
 
     `priors[l]` is (H_l*W_l*A_l, 4), row-major over (h, w, a). A GT box marks the cells that hold a prior
     whose IoU with it is strictly above psi times its best IoU (per level, or over all levels with
@@ -97,12 +97,12 @@ def masked_imitation(
 
 
 class FGFILoss(AdaptedFeatureLoss):
-    """FGFI masked feature imitation (module docstring); option defaults follow kd-methods.md 1(b)."""
+    """FGFI masked feature imitation (module docstring); options in docs/kd/fgfi.md."""
 
     name = "fgfi"
     options = {
         "weight": Option(0.01, (float,), non_negative, help=WEIGHT_HELP + " (lambda; reference --ilw 0.01)"),
-        "psi": Option(0.5, (float,), unit_interval, help="threshold factor on each GT's best prior IoU"),
+        "psi": Option(0.5, (float,), open_unit_interval, help="threshold factor on each GT's best prior IoU"),
         "max_over": Option("level", (str,), choices=("level", "all"), help="where each GT's best IoU is taken"),
         "warmup_steps": Option(0, (int,), non_negative, help="loss is 0 while step < warmup_steps"),
         "levels": LEVELS_OPTION,

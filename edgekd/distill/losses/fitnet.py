@@ -2,7 +2,7 @@
 
 Romero, Ballas, Kahou, Chassang, Gatta, Bengio, "FitNets: Hints for Thin Deep Nets", ICLR 2015,
 arXiv:1412.6550, eq. 3 (L_HT = 1/2 ||u_h(x) - r(v_g(x))||^2, r a regressor on the student's guided layer).
-kd-methods.md section 5 lists it among the baselines the detection-KD papers compare against. edgekd's form:
+One of the baselines the detection-KD papers compare against; edgekd's form (docs/kd/fitnet.md eq. (1)):
 
     L = sum_l mean_{b,c,h,w} (f_adapt(S_l) - T_l)^2
 

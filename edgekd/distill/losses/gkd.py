@@ -4,8 +4,8 @@ Lan, Tian, "Gradient-Guided Knowledge Distillation for Object Detectors", WACV 2
 Equation numbers not available (paper body not retrieved).
 
 The released code (lanqz7766/GKD, `GKD_FeatureLoss`) compares numpy Grad-CAM maps of teacher and student,
-so its loss carries no gradient to the student (kd-methods.md 2(e) pitfall 1). edgekd implements instead the
-differentiable version of the paper's idea fixed in kd-methods.md ("edgekd's decisions" and 2(a)):
+so its loss carries no gradient to the student (docs/kd/gkd.md, "What the released code does"). edgekd
+implements instead the differentiable version of the paper's idea defined in docs/kd/gkd.md eqs. (1)-(5):
 
     alpha_c = mean_hw dL_det/dT_c;   cam = ReLU(sum_c alpha_c T_c);   w = cam / sum_hw cam   (uniform if cam == 0)
     L_GKD = sum_l mean_b sum_hw w_l(b,h,w) * sum_c (f_adapt(S)_l - T_l)^2

@@ -2,8 +2,8 @@
 
 Tang, Zhang, Cheng, Lu, Xu, Niu, He, "Distilling Object Detectors With Global Knowledge", ECCV 2022,
 arXiv:2210.09022. Equation numbers not available (paper body not retrieved); the definitions are the official
-code's (hikvision-research/DAVAR-Lab-ML, `kd_one_stage_strategy.py`, `kd_loss.py`), restated in kd-methods.md
-4(a). Prototypes (PGM, `global_prototypes.py`) are held here as buffers, per class and level, P^S and P^T.
+code's (hikvision-research/DAVAR-Lab-ML, `kd_one_stage_strategy.py`, `kd_loss.py`), restated in docs/kd/global.md
+eqs. (7)-(13). Prototypes (PGM, `global_prototypes.py`) are held here as buffers, per class and level, P^S and P^T.
 
 Per instance i (class c, level l = `assign_levels`), from un-adapted student and teacher features pooled in
 its box (`instance_features`), the detached robust weight (noisy knowledge filtered by the teacher-student
@@ -33,7 +33,7 @@ level 0 sends every box under 112 px to level 0, which at edgekd's small input s
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -45,6 +45,8 @@ from edgekd.distill.losses.base import (
     WEIGHT_HELP,
     KDInputs,
     Option,
+    PairNeed,
+    fraction_below_one,
     non_negative,
     positive,
     require,
@@ -120,6 +122,7 @@ class GlobalKDLoss(AdaptedFeatureLoss):
     """
 
     name = "global"
+    revision = 2  # 2: prototypes from up to pgm_max_samples images per class (1: the first images of the dataset)
     options = {
         "weight": Option(1.0, (float,), non_negative, help=WEIGHT_HELP),
         "num_classes": Option(len(KITTI_CLASSES), (int,), positive, help="number of object classes"),
@@ -130,11 +133,11 @@ class GlobalKDLoss(AdaptedFeatureLoss):
         "attenuation": Option(True, (bool,), help="multiply feature terms by 1 - epoch/max_epochs"),
         "canonical": Option(None, (float,), positive, nullable=True, help="level-0 box size (default 4*stride0)"),
         "instances": Option("gt", (str,), choices=("gt", "proposals")),
-        "iou_threshold": Option(0.5, (float,), positive, help="logit box <-> GT match for the soft term"),
+        "iou_threshold": Option(0.5, (float,), unit_interval, help="logit box <-> GT match for the soft term"),
         "num_prototypes": Option(10, (int,), positive),
         "pgm_alpha": Option(10.0, (float,), non_negative),
         "density_bandwidth": Option(0.1, (float,), positive),
-        "density_quantile": Option(0.4, (float,), unit_interval),
+        "density_quantile": Option(0.4, (float,), fraction_below_one, help="density cut: keep rho above this quantile"),
         "pgm_every": Option(1, (int,), positive, help="regenerate prototypes every this many epochs"),
         "pgm_min_size": Option(30.0, (float,), non_negative, help="candidate boxes wider and taller than this"),
         "pgm_max_samples": Option(800, (int,), positive, help="images per class used by the PGM"),
@@ -152,6 +155,17 @@ class GlobalKDLoss(AdaptedFeatureLoss):
             self.register_buffer(f"proto_s_{level}", torch.zeros(self.num_classes, k, cs))
             self.register_buffer(f"proto_t_{level}", torch.zeros(self.num_classes, k, ct))
         self.register_buffer("proto_count", torch.zeros(self.num_classes, len(self.student_channels), dtype=torch.long))
+
+    @classmethod
+    def pair_needs(cls, config: Mapping[str, Any]) -> dict[PairNeed, str]:
+        """Feature terms need aligned maps; the soft-label term (soft_weight > 0) also needs the same priors."""
+        needs = super().pair_needs(config)
+        if config["soft_weight"] > 0:
+            needs[PairNeed.SAME_PRIORS] = (
+                "its soft-label term compares class logits of teacher and student prior by prior "
+                "(soft_weight: 0 keeps only its feature terms)"
+            )
+        return needs
 
     def set_prototypes(self, class_index: int, level: int, proto_s: Tensor, proto_t: Tensor) -> None:
         """Store the prototypes (k, Cs) / (k, Ct) of one class at one level (k <= num_prototypes; k = 0 clears)."""
@@ -273,14 +287,22 @@ class GlobalKDLoss(AdaptedFeatureLoss):
         return weights
 
     def _soft_term(self, inputs: KDInputs, weights: list[Tensor]) -> Tensor:
-        """mean_i r_i T^2 mean_k KL over GT-matched logit boxes; 0 without logits or matches."""
+        """mean_i r_i T^2 mean_k KL over GT-matched logit boxes; 0 without logits or matches, or when soft_weight
+        is 0 (then nothing is computed). Teacher and student logits must describe the same boxes."""
         zero = inputs.student_feats[0].new_zeros((), dtype=torch.float32)
-        if inputs.student_logits is None or inputs.teacher_logits is None or inputs.logit_boxes is None:
-            return zero
         cfg = self.config
+        missing = inputs.student_logits is None or inputs.teacher_logits is None or inputs.logit_boxes is None
+        if missing or cfg["soft_weight"] == 0:
+            return zero
         logits = zip(inputs.student_logits, inputs.teacher_logits, inputs.logit_boxes, strict=True)
         terms = []
         for b, (s, t, bx) in enumerate(logits):
+            if s.shape != t.shape or s.shape[0] != bx.shape[0]:
+                raise EdgeKDError(
+                    f"loss 'global': image {b} student logits {tuple(s.shape)}, teacher logits {tuple(t.shape)} "
+                    f"and logit_boxes {tuple(bx.shape)} must describe the same boxes (the soft-label term needs "
+                    "teacher and student heads with the same priors per location; soft_weight: 0 turns it off)"
+                )
             positive_idx, gt_idx = match_to_gt(bx, inputs.gt_boxes[b], cfg["iou_threshold"])
             if positive_idx.numel() == 0:
                 continue

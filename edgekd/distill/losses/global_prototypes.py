@@ -2,13 +2,14 @@
 
 Tang, Zhang, Cheng, Lu, Xu, Niu, He, "Distilling Object Detectors With Global Knowledge", ECCV 2022,
 arXiv:2210.09022. Equation numbers not available (paper body not retrieved); the algorithm is the official
-code's (hikvision-research/DAVAR-Lab-ML, `PrototypeGenerationModule`), restated in kd-methods.md 4(a):
+code's (hikvision-research/DAVAR-Lab-ML, `PrototypeGenerationModule`), restated in docs/kd/global.md eqs. (1)-(6):
 instance features (GAP inside the box), L2 normalisation, a density filter, and a joint (teacher + student)
 matching pursuit whose selected instances' raw features become the prototypes of one class at one level.
 
 The trainer drives the schedule (which images, every `pgm_every` epochs, teacher features cached once): it
-pools instance features with `batch_instance_features`, filters candidates with `pgm_candidates`, and hands
-them to `GlobalKDLoss.fit_prototypes`, which calls `generate_prototypes` per class and level.
+filters candidates with `pgm_candidates`, draws up to `pgm_max_samples` images per class with
+`sample_images_per_class`, pools instance features with `batch_instance_features`, and hands them to
+`GlobalKDLoss.fit_prototypes`, which calls `generate_prototypes` per class and level.
 """
 
 from __future__ import annotations
@@ -57,6 +58,24 @@ def pgm_candidates(boxes: Tensor, min_size: float = 30.0) -> Tensor:
     return ((boxes[:, 2] - boxes[:, 0]) > min_size) & ((boxes[:, 3] - boxes[:, 1]) > min_size)
 
 
+def sample_images_per_class(
+    image_labels: Sequence[Tensor], num_classes: int, max_images: int, seed: int = 0
+) -> list[Tensor]:
+    """Which images the PGM reads for each class (reference: up to 800 random images per class): for class c, up
+    to `max_images` images drawn uniformly without replacement among those whose candidate labels
+    `image_labels[i]` include c, with one torch.Generator seeded by `seed` (classes drawn in order) -> per class
+    the sorted image indices (int64); all holders of a class when there are at most `max_images`."""
+    generator = torch.Generator().manual_seed(seed)
+    chosen = []
+    for class_index in range(num_classes):
+        holders = [i for i, labels in enumerate(image_labels) if bool((labels == class_index).any())]
+        picked = torch.tensor(holders, dtype=torch.long)
+        if picked.numel() > max_images:
+            picked = picked[torch.randperm(picked.numel(), generator=generator)[:max_images]].sort().values
+        chosen.append(picked)
+    return chosen
+
+
 def assign_levels(boxes: Tensor, num_levels: int, canonical: float = 56.0) -> Tensor:
     """FPN level per box: clamp(floor(log2(sqrt(w h) / canonical + 1e-6)), 0, L-1) -> int64 (N,).
 
@@ -74,7 +93,7 @@ def _density(normed: Tensor, bandwidth: float) -> Tensor:
 
 
 def density_keep(fs: Tensor, ft: Tensor, bandwidth: float = 0.1, quantile: float = 0.4) -> Tensor:
-    """Candidates dense in both spaces -> bool (N,) (kd-methods.md 4(a) item 4).
+    """Candidates dense in both spaces -> bool (N,) (docs/kd/global.md eq. (3)).
 
     rho_i = sum_j exp(-((1 - cos_ij) / bandwidth)^2); keep rho_i > rho_(floor(quantile N)) (ascending, strict)
     in the student AND the teacher space. Tie guard (edgekd): when nothing survives (e.g. all densities
@@ -101,7 +120,7 @@ def matching_pursuit(
     are approximated. Each of `k` rounds picks the atom minimising
     E = ||R_s - p_s w_s||^2 + ||R_t - p_t w_t||^2 + alpha ||w_s - w_t||^2 with the closed-form coupled
     coefficients w_s = (alpha(a+b) + a)/(1+2 alpha), w_t = (alpha(a+b) + b)/(1+2 alpha), a = p_s^T R_s,
-    b = p_t^T R_t, then removes p w from the residuals (kd-methods.md 4(a) item 5). E is expanded
+    b = p_t^T R_t, then removes p w from the residuals (docs/kd/global.md eqs. (4)-(5)). E is expanded
     analytically, (||R||^2 - 2 w.a + ||p||^2 ||w||^2 per space), which equals the reference's value without its
     (atoms x dims x instances) tensor. The reference may pick an atom twice; repeats are dropped here, so
     fewer than k indices can come back.

@@ -3,7 +3,7 @@
 Hinton, Vinyals, Dean, "Distilling the Knowledge in a Neural Network", NIPS 2014 Deep Learning Workshop,
 arXiv:1503.02531 (section 2: softened softmax, gradients scaled by T^2); for detectors as in Chen et al.,
 "Learning Efficient Object Detection Models with Knowledge Distillation", NeurIPS 2017 (soft-label term of
-their eq. 1-2). kd-methods.md section 5 lists it among the baselines the four papers compare against.
+their eq. 1-2), one of the baselines the four papers compare against; equations in docs/kd/logits.md.
 
     softmax (two-stage, with background):  L = T^2 KL(softmax(t/T) || softmax(s/T))  summed over classes
     sigmoid (one-stage, per class):        L = T^2 sum_k KLbin(sigmoid(t_k/T) || sigmoid(s_k/T))
@@ -14,14 +14,24 @@ without GT, or without a matched box, gives exactly 0.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from edgekd.distill.losses.base import WEIGHT_HELP, KDInputs, KDLoss, Option, non_negative, positive, require
+from edgekd.distill.losses.base import (
+    WEIGHT_HELP,
+    KDInputs,
+    KDLoss,
+    Option,
+    PairNeed,
+    non_negative,
+    positive,
+    require,
+    unit_interval,
+)
 from edgekd.distill.losses.common import match_to_gt
 from edgekd.errors import EdgeKDError
 
@@ -73,7 +83,8 @@ def matched_logits(inputs: KDInputs, loss_name: str, iou_threshold: float) -> li
         if s.shape != t.shape or s.shape[0] != bx.shape[0]:
             raise EdgeKDError(
                 f"loss '{loss_name}': image {b} student logits {tuple(s.shape)}, teacher logits "
-                f"{tuple(t.shape)} and logit_boxes {tuple(bx.shape)} must describe the same boxes"
+                f"{tuple(t.shape)} and logit_boxes {tuple(bx.shape)} must describe the same boxes (teacher and "
+                "student heads with the same priors per location)"
             )
         positive_idx, gt_idx = match_to_gt(bx, inputs.gt_boxes[b], iou_threshold)
         matched.append((s[positive_idx], t[positive_idx], gt_idx))
@@ -87,8 +98,13 @@ class LogitsKDLoss(KDLoss):
     options = {
         "weight": Option(1.0, (float,), non_negative, help=WEIGHT_HELP),
         "temperature": Option(2.0, (float,), positive),
-        "iou_threshold": Option(0.5, (float,), positive, help="a box is matched when its best GT IoU >= this"),
+        "iou_threshold": Option(0.5, (float,), unit_interval, help="a box is matched when its best GT IoU >= this"),
     }
+
+    @classmethod
+    def pair_needs(cls, config: Mapping[str, Any]) -> dict[PairNeed, str]:
+        """Teacher logits are read on the student's boxes, so both heads must describe the same priors."""
+        return {PairNeed.SAME_PRIORS: "it compares class logits of teacher and student prior by prior"}
 
     def __init__(self, student_channels: Sequence[int], teacher_channels: Sequence[int], **options: Any) -> None:
         super().__init__(student_channels, teacher_channels, options)

@@ -2,7 +2,7 @@
 
 de Rijk, Schneider, Cordts, Gavrila, "Structural Knowledge Distillation for Object Detection", NeurIPS 2022,
 arXiv:2211.13133. Equation numbers not available (paper body not retrieved); formulas as restated in
-kd-methods.md section 3(a):
+docs/kd/ssim.md eqs. (1)-(6):
 
     L_feat = sum_r mean_{c,h,w} (1 - SSIM(psi(phi(S_r)), psi(T_r)))_{chw} / 2
     SSIM = ((2 mu_s mu_t + C1)(2 sigma_st + C2)) / ((mu_s^2 + mu_t^2 + C1)(sigma_s^2 + sigma_t^2 + C2))
@@ -13,7 +13,7 @@ C1 = 1e-4, C2 = 9e-4 (K1 = 0.01, K2 = 0.03, dynamic range 1 after psi), the diss
 sample and level over C*H*W, teacher and student separately (edgekd's choice; the granularity is not in the
 sources). Maps smaller than the window use the largest odd window that fits reflect padding
 (k <= 2*min(H, W) - 1), logged as `window_l<level>`. Everything is computed in fp32, outside autocast.
-Our own implementation (no kornia dependency), checked against kornia's values in kd-methods.md section 6 (B).
+Our own implementation (no kornia dependency), checked against kornia's values (docs/kd/ssim.md vectors B1-B3, B5).
 """
 
 from __future__ import annotations
