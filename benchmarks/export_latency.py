@@ -25,10 +25,10 @@ from common import CACHE, write_results  # noqa: E402
 
 from edgekd.bench.timing import summarize_times, time_calls  # noqa: E402
 from edgekd.data.loader import load_dataset  # noqa: E402
-from edgekd.export.metadata import read_metadata  # noqa: E402
 from edgekd.export.run import ExportOptions, export_checkpoint  # noqa: E402
 from edgekd.models.checkpoint import load_detector  # noqa: E402
-from edgekd.runtime import Artifact  # noqa: E402
+from edgekd.runtime import Runner, RunnerOptions, open_runner  # noqa: E402
+from edgekd.runtime.metadata import read_metadata  # noqa: E402
 from edgekd.runtime.preprocess import load_images  # noqa: E402
 
 SPEEDUP_AIM = 1.5
@@ -50,7 +50,7 @@ def _arguments() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def _timers(detector, artifacts: dict[str, Artifact], record, input_size) -> dict[str, dict]:
+def _timers(detector, artifacts: dict[str, Runner], record, input_size) -> dict[str, dict]:
     """Compute-only and end-to-end callables per backend, on the same image."""
     images, _ = load_images([record], input_size)
     tensor = torch.from_numpy(images)
@@ -67,12 +67,12 @@ def _timers(detector, artifacts: dict[str, Artifact], record, input_size) -> dic
     timers = {"PyTorch eager FP32": {"compute": torch_compute, "end_to_end": torch_end_to_end}}
     for name, artifact in artifacts.items():
 
-        def compute(artifact: Artifact = artifact) -> object:
+        def compute(artifact: Runner = artifact) -> object:
             return artifact.infer(images)
 
-        def end_to_end(artifact: Artifact = artifact) -> object:
+        def end_to_end(artifact: Runner = artifact) -> object:
             fresh, fresh_scales = load_images([record], input_size)
-            return artifact.predict(fresh, fresh_scales, 1)
+            return artifact.predict(fresh, fresh_scales)
 
         timers[name] = {"compute": compute, "end_to_end": end_to_end}
     return timers
@@ -138,8 +138,8 @@ def main() -> None:
     )
     result = export_checkpoint(args.checkpoint, options, console)
     artifacts = {
-        "ONNX Runtime FP32": Artifact(result.onnx, threads=args.threads),
-        "ONNX Runtime INT8 QDQ": Artifact(result.int8_onnx, threads=args.threads),
+        "ONNX Runtime FP32": open_runner(result.onnx, "ort-cpu", RunnerOptions(threads=args.threads)),
+        "ONNX Runtime INT8 QDQ": open_runner(result.int8_onnx, "ort-cpu", RunnerOptions(threads=args.threads)),
     }
     record = load_dataset(args.data, args.split, classes=tuple(detector.config.classes)).records[0]
     timers = _timers(detector, artifacts, record, detector.config.input_size)
@@ -151,7 +151,8 @@ def main() -> None:
         for name, row in latency.items()
         if name != "PyTorch eager FP32"
     }
-    rows = {row["name"]: row for row in result.report["ap"]["rows"]}
+    report = result.report.to_dict()
+    rows = {row["name"]: row for row in report["ap"]["rows"]}
     fp32_row = next(row for name, row in rows.items() if name.startswith("ONNX Runtime FP32"))
     int8_row = next(row for name, row in rows.items() if "INT8" in name)
     ap = {
@@ -171,7 +172,7 @@ def main() -> None:
         "speedup_vs_pytorch": speedup,
         "ap": {name: {k: row[k] for k in ("AP", "AP50", "kitti_moderate") if k in row} for name, row in ap.items()},
         "int8_ap_loss_vs_fp32": int8_loss,
-        "parity": {"raw": result.report["raw"], "passed": result.report["passed"]},
+        "parity": {"raw": report["raw"], "passed": report["passed"]},
         "int8_quantization": read_metadata(result.int8_onnx).quantization,
         "aims": {
             "onnxruntime_speedup": "met" if speedup["ONNX Runtime FP32"]["compute"] >= SPEEDUP_AIM else "not met",

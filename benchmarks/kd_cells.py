@@ -51,9 +51,18 @@ class Preset:
     warmup_iters: tuple[int, int]  # (teacher, student) warm-up iterations
     device: str
     pairs: dict[str, tuple[str, str]] = field(default_factory=dict)  # pair name -> (teacher, student)
+    n_test: int = 0  # held-out test images: when set, tables report them and val serves model selection only
 
     def data_key(self) -> dict:
-        return {k: getattr(self, k) for k in ("image_size", "input_size", "n_train", "n_val", "near_range")}
+        key = {k: getattr(self, k) for k in ("image_size", "input_size", "n_train", "n_val", "near_range")}
+        if self.n_test:  # only when set, so the cells of the presets without a test split keep their hashes
+            key["n_test"] = self.n_test
+        return key
+
+    @property
+    def report_split(self) -> str:
+        """The split tables report: the held-out test split where the preset has one, else val."""
+        return "test" if self.n_test else "val"
 
 
 LITE_PAIRS = {  # CPU-sized pairs: width-reduced ResNet-18 teachers stand in for ResNet-50
@@ -75,10 +84,16 @@ PRESETS = {
         {"one-stage": ("retinanet_resnet50", "retinanet_mobilenet_v3"),
          "two-stage": ("fasterrcnn_resnet50", "fasterrcnn_mobilenet_v3")},
     ),
+    # 2-core CPU, students trained to convergence (issue: KD at convergence): the cpu preset's scenes and input,
+    # half its training images, a held-out test split, and the same long schedule for teacher and students.
+    "cpu-conv": Preset(
+        (1242, 375), (128, 416), 240, 100, True, 24, 24, 8, 3e-3, (50, 50), "cpu",
+        LITE_PAIRS, n_test=200,
+    ),
     # Seconds-long runs that exercise the scripts end to end (tests, first check on a new machine).
     "smoke": Preset(
         (310, 94), (64, 192), 8, 4, True, 1, 1, 4, 2e-3, (2, 2), "cpu",
-        LITE_PAIRS,
+        LITE_PAIRS, n_test=4,
     ),
     # Full KITTI resolution on one GPU, for the teacher/student baselines.
     "gpu-full": Preset(
@@ -192,7 +207,8 @@ def data_root(preset_name: str) -> Path:
     preset = PRESETS[preset_name]
     width, height = preset.image_size
     near = "_near" if preset.near_range else ""
-    return CACHE / f"data_{width}x{height}_{preset.n_train}_{preset.n_val}{near}"
+    test = f"_{preset.n_test}" if preset.n_test else ""
+    return CACHE / f"data_{width}x{height}_{preset.n_train}_{preset.n_val}{test}{near}"
 
 
 def ensure_data(preset_name: str, console: Console) -> tuple[Dataset, Dataset]:
@@ -200,8 +216,13 @@ def ensure_data(preset_name: str, console: Console) -> tuple[Dataset, Dataset]:
     preset, root = PRESETS[preset_name], data_root(preset_name)
     config = SynthConfig.near_range() if preset.near_range else SynthConfig()
     workers = max(1, (os.cpu_count() or 1) - 1)
-    ensure_synthetic(root, preset.image_size, preset.n_train, preset.n_val, 0, console, config, workers)
+    ensure_synthetic(root, preset.image_size, preset.n_train, preset.n_val, 0, console, config, workers, preset.n_test)
     return load_dataset(root, "train"), load_dataset(root, "val")
+
+
+def report_data(preset_name: str) -> Dataset:
+    """The split a preset's tables report (test where it has one, else val); ensure_data must have run."""
+    return load_dataset(data_root(preset_name), PRESETS[preset_name].report_split)
 
 
 def epoch_metrics(run_dir: Path) -> list[dict[str, float]]:
@@ -225,13 +246,14 @@ def cached_result(cell: Cell, run_dir: Path | None = None) -> dict | None:
     return json.loads(result_file.read_text()) if result_file.is_file() else None
 
 
-def run_cell(cell: Cell, console: Console | None = None) -> dict:
+def run_cell(cell: Cell, console: Console | None = None, need_checkpoint: bool = False) -> dict:
     """Train (or reuse) one cell and evaluate its best checkpoint once; a top-level function so that a process
-    pool can run cells side by side (the teacher of a student cell must have finished)."""
+    pool can run cells side by side (the teacher of a student cell must have finished). `need_checkpoint`: train
+    again when the stored result has no checkpoint on this machine (a teacher whose students are still to run)."""
     console = console or Console(quiet=True)
     run_dir = cell.directory()
     cached = cached_result(cell, run_dir)
-    if cached is not None:
+    if cached is not None and not (need_checkpoint and not (run_dir / "best.pt").is_file()):
         return cached
     train, val = ensure_data(cell.preset_name, console)
     options = cell.options()
@@ -242,14 +264,16 @@ def run_cell(cell: Cell, console: Console | None = None) -> dict:
         best = distill_cached(run_dir, teacher, cell.model, recipe, train, val, options, console)
     else:
         best = train_cached(run_dir, cell.model, train, val, cell.preset.input_size, options, console)
-    row = checkpoint_row(cell.label, best, val, cell.preset.device)
-    del row["results"]
+    row = checkpoint_row(cell.label, best, report_data(cell.preset_name), cell.preset.device).to_dict()
+    results = row.pop("results")
+    if cell.preset.n_test:  # per-difficulty AP|R40 per class (tables of the presets with a held-out split)
+        row["kitti_r40"] = results.get("kitti", {})
     epochs = epoch_metrics(run_dir)
     epoch_seconds = sum(e["train_seconds"] for e in epochs) / len(epochs)
     row.update(
         epochs=options.epochs, epoch_seconds=epoch_seconds, train_minutes=epoch_seconds * options.epochs / 60,
         ap_per_epoch=[e["AP"] for e in epochs], seed=cell.seed, cell=run_dir.name,
-        trained_on=device_name(options.device), commit=commit(),
+        trained_on=device_name(options.device), commit=commit(), split=cell.preset.report_split,
     )  # fmt: skip
     CELL_RESULTS.mkdir(parents=True, exist_ok=True)
     atomic_write_text(CELL_RESULTS / f"{run_dir.name}.json", json.dumps(row, indent=1) + "\n")

@@ -9,9 +9,12 @@ configuration (see kd_cells.py), so an interrupted run resumes where it stopped.
 from __future__ import annotations
 
 import argparse
+import math
 import multiprocessing
 import sys
-from concurrent.futures import ProcessPoolExecutor
+import time
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import asdict
 from pathlib import Path
 
@@ -45,20 +48,59 @@ def mean_std(values: list[float]) -> tuple[float, float]:
     return float(array.mean()), float(array.std(ddof=1)) if len(array) > 1 else 0.0
 
 
-def run_cells(cells: list[Cell], jobs: int, console: Console) -> list[dict]:
-    """Run cells in order, or `jobs` at a time in spawned processes (several small runs fill one GPU better)."""
+def spread(values: list[float]) -> float:
+    """Seed spread: max - min over the seeds (0 for one seed)."""
+    return float(np.ptp(values)) if values else 0.0
+
+
+def separated(runs: list[float], baseline: list[float]) -> bool:
+    """A difference of means is told apart from seed noise only where it exceeds both rows' seed spreads (and
+    both rows have at least two seeds)."""
+    if len(runs) < 2 or len(baseline) < 2:
+        return False
+    return abs(float(np.mean(runs)) - float(np.mean(baseline))) > max(spread(runs), spread(baseline))
+
+
+DIFFICULTIES = ("easy", "moderate", "hard")
+
+
+def run_cells(
+    cells: list[Cell],
+    jobs: int,
+    console: Console,
+    deadline: float = math.inf,
+    runnable: Callable[[Cell], bool] = lambda cell: True,
+    need_checkpoint: bool = False,
+) -> list[dict | None]:
+    """Run cells in order, or `jobs` at a time in spawned processes (several small runs fill one GPU better).
+    A cell that is not `runnable` (its teacher is missing) or would start after `deadline` (time.monotonic()) is
+    not trained: its stored result is read, or it gets None."""
+    rows: list[dict | None] = [None] * len(cells)
     if jobs <= 1:
-        rows = []
-        for cell in cells:
+        for index, cell in enumerate(cells):
+            if time.monotonic() >= deadline or not runnable(cell):
+                rows[index] = cached_result(cell)
+                continue
             console.print(f"[bold]{cell.pair} / {cell.label} / seed {cell.seed}[/] ({cell.directory().name})")
-            rows.append(run_cell(cell, console))
+            rows[index] = run_cell(cell, console, need_checkpoint)
         return rows
     with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = [pool.submit(run_cell, cell) for cell in cells]
-        rows = []
-        for cell, future in zip(cells, futures):
-            rows.append(future.result())
-            console.print(f"done {cell.pair} / {cell.label} / seed {cell.seed}: AP {rows[-1]['AP']:.2f}")
+        pending = list(enumerate(cells))
+        running: dict = {}
+        while pending or running:
+            while pending and len(running) < jobs:
+                index, cell = pending.pop(0)
+                if time.monotonic() >= deadline or not runnable(cell):
+                    rows[index] = cached_result(cell)
+                else:
+                    running[pool.submit(run_cell, cell, None, need_checkpoint)] = index
+            if not running:
+                continue
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                index = running.pop(future)
+                rows[index], cell = future.result(), cells[index]
+                console.print(f"done {cell.pair} / {cell.label} / seed {cell.seed}: AP {rows[index]['AP']:.2f}")
         return rows
 
 
@@ -73,7 +115,15 @@ def main() -> None:
     parser.add_argument(
         "--available", action="store_true", help="train nothing: write the table from the cells already cached"
     )
+    parser.add_argument(
+        "--budget-minutes",
+        type=float,
+        default=math.inf,
+        help="start no cell after this many minutes (cells run in --methods order, seeds inner); the table is "
+        "written from the cells stored by then and a later run continues",
+    )
     args = parser.parse_args()
+    deadline = time.monotonic() + 60 * args.budget_minutes
     preset, console = PRESETS[args.preset], Console()
     pairs = [p.strip() for p in args.pairs.split(",")]
     methods = [m.strip() for m in args.methods.split(",")]
@@ -92,8 +142,18 @@ def main() -> None:
         teacher_rows, student_rows = [cached_result(c) for c in teachers], [cached_result(c) for c in students]
     else:
         ensure_data(args.preset, console)
-        teacher_rows = run_cells(teachers, min(args.jobs, len(pairs)), console)
-        student_rows = run_cells(students, args.jobs, console)
+        missing = {cell.pair for cell in students if cached_result(cell) is None}
+        run_cells(
+            [t for t in teachers if t.pair in missing],
+            min(args.jobs, len(missing)),
+            console,
+            deadline,
+            need_checkpoint=True,
+        )  # fmt: skip: teachers first, only those whose students are still to run (their checkpoint is needed)
+        teacher_rows = [cached_result(t) for t in teachers]
+        student_rows = run_cells(
+            students, args.jobs, console, deadline, runnable=lambda c: (c.teacher().directory() / "best.pt").is_file()
+        )
     tables = {}
     for pair, teacher_row in zip(pairs, teacher_rows):
         rows: dict[str, list[dict]] = {}
@@ -112,6 +172,7 @@ def summarize_pair(table: dict) -> list[dict]:
     baseline = table["rows"].get("no KD")
     base_ap = mean_std([r["AP"] for r in baseline])[0] if baseline else float("nan")
     base_time = mean_std([r["epoch_seconds"] for r in baseline])[0] if baseline else float("nan")
+    base_runs = [r["AP"] for r in baseline] if baseline else []
     summary = []
     for method, runs in table["rows"].items():
         ap, ap_std = mean_std([r["AP"] for r in runs])
@@ -127,6 +188,13 @@ def summarize_pair(table: dict) -> list[dict]:
                 "AP50": mean_std([r["AP50"] for r in runs]),
                 "kitti_moderate": per_class,
                 "gain": ap - base_ap,
+                "separated": method != "no KD" and separated([r["AP"] for r in runs], base_runs),
+                "val_AP": mean_std([max(r["ap_per_epoch"]) for r in runs if r.get("ap_per_epoch")] or [float("nan")]),
+                "kitti_r40": {
+                    cls: {d: mean_std([r["kitti_r40"][cls][d] for r in runs]) for d in DIFFICULTIES}
+                    for cls in ("Car", "Pedestrian", "Cyclist")
+                    if all(cls in r.get("kitti_r40", {}) for r in runs)
+                },
                 "gap_closed": (ap - base_ap) / (teacher_ap - base_ap) if teacher_ap > base_ap else float("nan"),
                 "time_vs_no_kd": mean_std([r["epoch_seconds"] for r in runs])[0] / base_time,
             }
@@ -147,6 +215,20 @@ def teacher_at_student_budget(teacher: dict, student_epochs: int) -> list[str]:
     ]
 
 
+def difficulty_table(summary: list[dict]) -> list[str]:
+    """KITTI AP|R40 per class and difficulty (mean +- std over seeds), where the cells hold it."""
+    classes = [cls for cls in ("Car", "Pedestrian", "Cyclist") if all(cls in r["kitti_r40"] for r in summary)]
+    if not classes:
+        return []
+    header = [f"{cls} {d[0].upper()}" for cls in classes for d in DIFFICULTIES]
+    lines = ["", "KITTI AP|R40 per class, Easy / Moderate / Hard:", "", "| method | " + " | ".join(header) + " |"]
+    lines.append("|---|" + "---|" * len(header))
+    for row in summary:
+        values = [row["kitti_r40"][cls][d] for cls in classes for d in DIFFICULTIES]
+        lines.append(f"| {row['method']} | " + " | ".join(f"{m:.1f} +- {s:.1f}" for m, s in values) + " |")
+    return lines
+
+
 def write_tables(args: argparse.Namespace, tables: dict) -> None:
     preset = PRESETS[args.preset]
     lines = [f"# KD results table ({args.preset} preset, {args.seeds} seeds)", ""]
@@ -157,6 +239,12 @@ def write_tables(args: argparse.Namespace, tables: dict) -> None:
     )
     trained_on = sorted({t["teacher"].get("trained_on", "?") for t in tables.values()})
     lines.append(f"Trained on: {', '.join(trained_on)}.")
+    if preset.n_test:
+        lines.append(
+            f"Every number is on the held-out test split ({preset.n_test} images); the best epoch of each run is "
+            f"chosen on val ({preset.n_val} images), whose AP is the 'val AP' column. A gain marked * exceeds both "
+            "rows' seed spread (max - min over seeds): only those are told apart from seed noise."
+        )
     payload = {"preset": asdict(preset), "seeds": args.seeds, "pairs": {}}
     figure, axis = plt.subplots(figsize=(8, 4))
     for offset, (pair, table) in enumerate(tables.items()):
@@ -167,16 +255,21 @@ def write_tables(args: argparse.Namespace, tables: dict) -> None:
             "",
             f"## {pair}: {teacher['name']} (teacher, COCO AP {teacher['AP']:.2f}) -> {preset.pairs[pair][1]}",
             "",
-            "| method | seeds | COCO AP | AP50 | KITTI Mod Car | Ped | Cyc | gain | gap closed | time/epoch vs no KD |",
-            "|---|---|---|---|---|---|---|---|---|---|",
+            "| method | seeds | COCO AP | AP50 | KITTI Mod Car | Ped | Cyc | gain | gap closed | time/epoch vs no KD |"
+            + (" val AP |" if preset.n_test else ""),
+            "|---|---|---|---|---|---|---|---|---|---|" + ("---|" if preset.n_test else ""),
         ]
         for row in summary:
             kitti = row["kitti_moderate"]
-            spread = [row["AP"], row["AP50"], kitti["Car"], kitti["Pedestrian"], kitti["Cyclist"]]
-            cells = [row["method"], str(row["seeds"]), *(f"{m:.2f} +- {s:.2f}" for m, s in spread)]
+            numbers = [row["AP"], row["AP50"], kitti["Car"], kitti["Pedestrian"], kitti["Cyclist"]]
+            cells = [row["method"], str(row["seeds"]), *(f"{m:.2f} +- {s:.2f}" for m, s in numbers)]
             closed = "n/a" if np.isnan(row["gap_closed"]) else f"{100 * row['gap_closed']:.0f}%"
-            cells += [f"{row['gain']:+.2f}", closed, f"{row['time_vs_no_kd']:.2f}x"]
+            gain = f"{row['gain']:+.2f}" + (" *" if preset.n_test and row["separated"] else "")
+            cells += [gain, closed, f"{row['time_vs_no_kd']:.2f}x"]
+            if preset.n_test:
+                cells.append("{:.2f} +- {:.2f}".format(*row["val_AP"]))
             lines.append("| " + " | ".join(cells) + " |")
+        lines += difficulty_table(summary)
         lines += teacher_at_student_budget(teacher, preset.student_epochs)
         for method in [m for m in table["rows"] if m.startswith("combined")]:
             recipe = recipe_path(method, pair)

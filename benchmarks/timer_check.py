@@ -34,9 +34,9 @@ from rich.console import Console
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import CACHE, write_results  # noqa: E402
 
-from edgekd.bench.backends import BackendOptions  # noqa: E402
 from edgekd.bench.latency import BenchOptions, run_bench  # noqa: E402
 from edgekd.bench.timing import PerfCounterClock, measure  # noqa: E402
+from edgekd.runtime import RunnerOptions  # noqa: E402
 
 TOLERANCE = 0.10
 CLASSES = ("Car", "Pedestrian", "Cyclist")
@@ -60,11 +60,11 @@ def export_model(model: str, img_size: str, console: Console) -> Path:
     """A random-weight checkpoint of `model` exported to ONNX (static batch 1, host NMS); cached."""
     import torch
 
-    from edgekd.commands.options import parse_size
     from edgekd.export.run import ExportOptions, export_checkpoint
     from edgekd.models.checkpoint import atomic_torch_save, detector_payload
     from edgekd.models.detector import DetectorConfig
     from edgekd.models.zoo import build_detector
+    from edgekd.options import parse_size
 
     root = CACHE / "timer_check" / f"{model}_{img_size}"
     onnx_path = root / "export" / "model.onnx"
@@ -79,7 +79,7 @@ def export_model(model: str, img_size: str, console: Console) -> Path:
 
 
 def _input(model: Path) -> np.ndarray:
-    from edgekd.export.metadata import read_metadata
+    from edgekd.runtime.metadata import read_metadata
 
     height, width = read_metadata(model).input_size
     return np.random.default_rng(0).uniform(0, 255, (1, 3, height, width)).astype(np.float32)
@@ -104,9 +104,9 @@ def ours(model: Path, threads: int | None, warmup: int, iters: int) -> dict:
         warmup=warmup,
         iters=iters,
         end_to_end=False,
-        backend_options=BackendOptions(threads=threads),
+        backend_options=RunnerOptions(threads=threads),
     )
-    return run_bench([model], options)["records"][0]["phases"]["compute"]
+    return run_bench([model], options).records[0].phases["compute"]
 
 
 def plain_loop(model: Path, threads: int | None, warmup: int, iters: int) -> np.ndarray:
@@ -208,9 +208,9 @@ def torch_cuda_check(checkpoint: Path, args: argparse.Namespace) -> dict:
         warmup=args.warmup,
         iters=args.iters,
         end_to_end=False,
-        backend_options=BackendOptions(device="cuda"),
+        backend_options=RunnerOptions(device="cuda"),
     )
-    mine = run_bench([checkpoint], options)["records"][0]["phases"]["compute"]["p50_ms"]
+    mine = run_bench([checkpoint], options).records[0].phases["compute"]["p50_ms"]
     detector, _ = load_detector(checkpoint, "cuda")
     height, width = detector.config.input_size
     images = torch.rand(1, 3, height, width, device="cuda") * 255
@@ -232,11 +232,11 @@ def engine_check(engine: Path, args: argparse.Namespace) -> dict:
     import tensorrt as trt
     from cuda.bindings import runtime as cudart
 
-    from edgekd.export.metadata import read_metadata
+    from edgekd.runtime.metadata import read_metadata
 
     batch = read_metadata(engine).batch.opt
     options = BenchOptions(backend="trt", batches=(batch,), warmup=args.warmup, iters=args.iters, end_to_end=False)
-    mine = run_bench([engine], options)["records"][0]["phases"]["compute"]["p50_ms"]
+    mine = run_bench([engine], options).records[0].phases["compute"]["p50_ms"]
     logger = trt.Logger(trt.Logger.WARNING)
     trt.init_libnvinfer_plugins(logger, "")
     runtime = trt.Runtime(logger)

@@ -25,13 +25,13 @@ from rich.console import Console
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import CACHE, write_results  # noqa: E402
 
-from edgekd.commands.options import parse_size  # noqa: E402
 from edgekd.data.loader import load_dataset  # noqa: E402
 from edgekd.data.records import Dataset  # noqa: E402
 from edgekd.distill.objective import DistillObjective  # noqa: E402
 from edgekd.distill.recipe import load_recipe  # noqa: E402
 from edgekd.models.detector import DetectorConfig  # noqa: E402
 from edgekd.models.zoo import build_detector  # noqa: E402
+from edgekd.options import parse_size  # noqa: E402
 from edgekd.pipeline import ensure_synthetic  # noqa: E402
 from edgekd.train.objective import DetectionObjective, StepInfo  # noqa: E402
 from edgekd.train.trainer import Trainer, TrainOptions  # noqa: E402

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import os
 import sys
+from importlib import metadata
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
-from edgekd.commands import bench, data, demo, distill, evaluate, export, models, report, train
+from edgekd.commands import bench, data, demo, distill, evaluate, export, models, report, show, train
 from edgekd.errors import EdgeKDError
 
 app = typer.Typer(
@@ -23,8 +24,33 @@ app = typer.Typer(
     help="edgekd: distill compact object detectors, export them to ONNX/TensorRT and measure what ships.",
 )
 
-for command_module in (data, models, train, distill, evaluate, export, bench, report, demo):
+for command_module in (data, models, train, distill, evaluate, show, export, bench, report, demo):
     command_module.register(app)
+
+
+def package_version() -> str:
+    """The installed package's version (its metadata); the source tree's `edgekd.__version__` when not installed."""
+    try:
+        return metadata.version("edgekd")
+    except metadata.PackageNotFoundError:
+        from edgekd import __version__
+
+        return __version__
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"edgekd {package_version()}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: bool = typer.Option(
+        False, "--version", is_eager=True, callback=_print_version, help="Print the edgekd version and exit."
+    ),
+) -> None:
+    """edgekd: distill compact object detectors, export them to ONNX/TensorRT and measure what ships."""
 
 
 # typer >= 0.20 carries its own copy of click, older typer uses click itself: in both, the parser's usage error

@@ -13,6 +13,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from edgekd.atomic import atomic_write_text
 from edgekd.data.loader import load_dataset
 from edgekd.data.synth_config import SynthConfig
 from edgekd.distill.recipe import load_recipe, parse_recipe
@@ -101,11 +102,11 @@ def run_demo(workdir: Path, preset: DemoPreset, recipe_path: Path | None, device
         workdir / "student_kd", teacher, preset.student, recipe, train, val, student_options, console, reuse=False
     )
     rows = [
-        checkpoint_row("teacher", teacher, val, device),
-        checkpoint_row("student (no KD)", student, val, device),
-        checkpoint_row(f"student + KD ({recipe.name})", distilled, val, device),
+        checkpoint_row("teacher", teacher, val, device).to_dict(),
+        checkpoint_row("student (no KD)", student, val, device).to_dict(),
+        checkpoint_row(f"student + KD ({recipe.name})", distilled, val, device).to_dict(),
     ]
-    (workdir / "demo.json").write_text(json.dumps({"preset": asdict(preset), "rows": rows}, indent=2))
+    atomic_write_text(workdir / "demo.json", json.dumps({"preset": asdict(preset), "rows": rows}, indent=2))
     return rows
 
 

@@ -6,26 +6,26 @@ from __future__ import annotations
 import json
 import shutil
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 from rich.console import Console
 
+from edgekd.atomic import atomic_write_text
 from edgekd.bench.timing import summarize_times, time_calls
 from edgekd.data.records import Dataset
 from edgekd.data.synth import render_dataset
 from edgekd.data.synth_config import SynthConfig
 from edgekd.distill.recipe import Recipe
 from edgekd.distill.run import build_distill_trainer
-from edgekd.evaluate import evaluate_detections
-from edgekd.models.checkpoint import load_detector
-from edgekd.models.complexity import count_parameters, gflops
+from edgekd.evaluate import EvalResult, evaluate_detections, summarize
 from edgekd.models.detector import Detector, DetectorConfig
-from edgekd.models.inference import predict_dataset
 from edgekd.models.zoo import build_detector
+from edgekd.runtime import predict_dataset
+from edgekd.runtime.torch_runner import TorchRunner
 from edgekd.train.objective import DetectionObjective
-from edgekd.train.trainer import Trainer, TrainOptions, summarize
+from edgekd.train.trainer import Trainer, TrainOptions
 
 
 def ensure_synthetic(
@@ -37,30 +37,40 @@ def ensure_synthetic(
     console: Console,
     config: SynthConfig | None = None,
     workers: int = 2,
+    n_test: int = 0,
 ) -> None:
     """Render the synthetic set into `root` unless it already holds exactly this one."""
     config = config or SynthConfig()
     marker = root / "edgekd_synth.json"
     wanted = {"size": list(size), "n_train": n_train, "n_val": n_val, "seed": seed, "config": asdict(config)}
+    if n_test:  # only when asked for, so the sets rendered before test splits existed are still reused
+        wanted["n_test"] = n_test
     wanted = json.loads(json.dumps(wanted))  # tuples -> lists, as read back
     if marker.is_file() and json.loads(marker.read_text()) == wanted:
         console.print(f"[dim]reusing synthetic data in {root}[/]")
         return
     shutil.rmtree(root, ignore_errors=True)
-    console.print(f"rendering {n_train}+{n_val} synthetic driving scenes at {size[0]}x{size[1]} into {root}")
-    render_dataset(root, n_train, n_val, size, seed, workers, config, progress=not console.quiet)
-    marker.write_text(json.dumps(wanted))
+    console.print(f"rendering {n_train}+{n_val}+{n_test} synthetic driving scenes at {size[0]}x{size[1]} into {root}")
+    render_dataset(root, n_train, n_val, size, seed, workers, config, progress=not console.quiet, n_test=n_test)
+    atomic_write_text(marker, json.dumps(wanted))
 
 
 def _cached_run(run_dir: Path, reuse: bool, console: Console, title: str, make_trainer: Callable[[], Trainer]) -> Path:
-    """Run the trainer into run_dir unless `reuse` and an earlier run there finished; returns best.pt."""
+    """Run the trainer into run_dir unless `reuse` and an earlier run there finished; returns best.pt. With
+    `reuse`, an interrupted run (last.pt without `done`) continues from its last epoch, exactly (Trainer.resume
+    refuses a last.pt of another configuration)."""
     best = run_dir / "best.pt"
     if reuse and best.is_file() and (run_dir / "done").is_file():
         console.print(f"[dim]reusing {best}[/]")
         return best
-    shutil.rmtree(run_dir, ignore_errors=True)
+    interrupted = reuse and (run_dir / "last.pt").is_file()
+    if not interrupted:
+        shutil.rmtree(run_dir, ignore_errors=True)
     console.rule(title)
-    make_trainer().fit()
+    trainer = make_trainer()
+    if interrupted:
+        trainer.resume()
+    trainer.fit()
     (run_dir / "done").touch()
     return best
 
@@ -114,17 +124,45 @@ def cpu_latency_ms(detector: Detector, iters: int = 20) -> float:
     return summarize_times(time_calls(lambda: detector.predict(images), warmup=3, iters=iters))["p50_ms"]
 
 
-def checkpoint_row(label: str, checkpoint: Path, val: Dataset, device: str) -> dict:
-    """Params, GFLOPs, COCO + KITTI metrics on `val` and CPU latency of a checkpoint."""
-    detector, payload = load_detector(checkpoint, device)
-    results = evaluate_detections(val, predict_dataset(detector, val, device))
-    return {
-        "model": label,
-        "name": detector.config.name,
-        "params_m": count_parameters(detector) / 1e6,
-        "gflops": gflops(detector),
-        **summarize(results),
-        "kitti_moderate_per_class": {c: v["moderate"] for c, v in results.get("kitti", {}).items()},
-        "results": results,
-        "cpu_latency_ms": cpu_latency_ms(detector),
-    }
+@dataclass
+class CheckpointRow:
+    """One checkpoint's row of the demo and KD tables: size, COCO + KITTI metrics on the validation split and CPU
+    latency. `to_dict` keeps the stored layout, where the row's label is "model" and the zoo name "name"."""
+
+    label: str
+    model_name: str
+    params_m: float
+    gflops: float
+    summary: dict[str, float]  # AP, AP50 and (KITTI data) kitti_moderate
+    kitti_moderate_per_class: dict[str, float]
+    result: EvalResult
+    cpu_latency_ms: float
+
+    def to_dict(self) -> dict:
+        return {
+            "model": self.label,
+            "name": self.model_name,
+            "params_m": self.params_m,
+            "gflops": self.gflops,
+            **self.summary,
+            "kitti_moderate_per_class": self.kitti_moderate_per_class,
+            "results": self.result.to_dict(),
+            "cpu_latency_ms": self.cpu_latency_ms,
+        }
+
+
+def checkpoint_row(label: str, checkpoint: Path, val: Dataset, device: str) -> CheckpointRow:
+    """Params, GFLOPs, COCO + KITTI metrics on `val` (through the PyTorch runner, as `edgekd eval` runs it) and
+    CPU latency of a checkpoint."""
+    with TorchRunner.open(checkpoint, device) as runner:
+        result = evaluate_detections(val, predict_dataset(runner, val, batch=8))
+        return CheckpointRow(
+            label=label,
+            model_name=runner.info.model,
+            params_m=runner.info.params / 1e6,
+            gflops=runner.info.gflops,
+            summary=summarize(result),
+            kitti_moderate_per_class={name: ap.r40.moderate for name, ap in (result.kitti or {}).items()},
+            result=result,
+            cpu_latency_ms=cpu_latency_ms(runner.detector),
+        )

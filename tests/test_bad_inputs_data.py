@@ -118,6 +118,15 @@ def train_foreign_type(tmp: Path, kitti: Path) -> tuple[list[object], Path | Non
     return args, out, (f"000000.txt:{line}", "field type", "'Bus'")
 
 
+def train_no_object_of_the_classes(tmp: Path, kitti: Path) -> tuple[list[object], Path | None, tuple[str, ...]]:
+    root = _kitti(tmp, kitti)
+    for image_id in (root / "ImageSets" / "train.txt").read_text().split():
+        (root / "label_2" / f"{image_id}.txt").write_text(LABEL.format("10 10 40 40").replace("Car", "Van"))
+    out = tmp / "run"
+    args = ["train", "retinanet_mobilenet_v3_lite", "--data", root, "-o", out, *TRAIN_ARGS]
+    return args, out, ("split 'train'", "no labelled object of the classes", "nothing to train on")
+
+
 def label_box_right_of_image(tmp: Path, kitti: Path) -> tuple[list[object], Path | None, tuple[str, ...]]:
     root = _kitti(tmp, kitti)
     line = _append(root / "label_2" / "000001.txt", LABEL.format(f"{SIZE[0] + 5} 10 {SIZE[0] + 40} 40"))
@@ -286,6 +295,7 @@ CORPUS: dict[str, Builder] = {
         label_lowercase_type,
         label_foreign_type,
         train_foreign_type,
+        train_no_object_of_the_classes,
         label_box_right_of_image,
         label_box_above_image,
         train_box_outside,
@@ -498,3 +508,14 @@ def test_floating_point_image_is_refused(tmp_path: Path) -> None:
     Image.fromarray(np.ones((4, 4), dtype=np.float32)).save(path)
     with pytest.raises(EdgeKDError, match=r"float.tif: floating-point images are not supported \(mode F\)"):
         load_rgb(path)
+
+
+def test_classes_without_a_training_object_are_named(tiny_kitti: Path, tmp_path: Path) -> None:
+    from edgekd.data.loader import check_trainable
+
+    root = _kitti(tmp_path, tiny_kitti)
+    for path in (root / "label_2").glob("*.txt"):
+        path.write_text(LABEL.format("10 10 40 40") + LABEL.format("50 10 60 40").replace("Car", "Cyclist"))
+    dataset = load_dataset(root, "train")
+    assert dataset.class_counts() == {"Car": 12, "Pedestrian": 0, "Cyclist": 12}
+    assert check_trainable(dataset) == ["Pedestrian"]

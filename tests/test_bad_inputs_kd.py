@@ -18,7 +18,7 @@ from usererror import assert_user_error, run_edgekd
 from edgekd.data.records import Dataset, ImageRecord, LabeledObject
 from edgekd.data.torch_dataset import DetectionDataset
 from edgekd.distill.losses import LOSSES, KDInputs, PairNeed, build_loss
-from edgekd.distill.losses.base import resolve_options
+from edgekd.distill.losses.base import EpochContext, resolve_options
 from edgekd.distill.losses.global_prototypes import sample_images_per_class
 from edgekd.distill.objective import DistillObjective
 from edgekd.distill.pairing import compatible_losses
@@ -228,10 +228,11 @@ def test_pgm_reads_every_class_when_the_first_images_lack_some(tmp_path):
     student = build_detector(DetectorConfig(_model("retinanet"), CLASSES, SIZE))
     losses = {"global": {"pgm_max_samples": 2, "pgm_min_size": 4.0, "num_prototypes": 2}}
     objective = DistillObjective(student, teacher, losses, DetectionDataset(dataset, SIZE))
-    labels, student_feats, teacher_feats = objective.instance_features()
+    context = EpochContext(student, teacher, DetectionDataset(dataset, SIZE))
+    labels, student_feats, teacher_feats = objective.losses["global"].instance_features(context)
     assert torch.bincount(labels, minlength=3).tolist() == [2, 2, 1]
     assert all(f.shape == (5, student.out_channels) for f in student_feats + teacher_feats)
-    again, _, _ = objective.instance_features()
+    again, _, _ = objective.losses["global"].instance_features(context)
     assert torch.equal(labels, again)
     objective.on_epoch_start(0)
     assert objective.losses["global"].proto_count.min() > 0  # prototypes for every class at every level

@@ -54,6 +54,7 @@ RECIPES = {
     "img-size-number": ("img_size: 640\n" + GOOD_LOSSES, ["img_size 640", "WIDTHxHEIGHT"]),
     "img-size-word": ("img_size: big\n" + GOOD_LOSSES, ["img_size 'big'", "WIDTHxHEIGHT"]),
     "img-size-not-32": ("img_size: 100x50\n" + GOOD_LOSSES, ["img_size '100x50'", "multiples of 32"]),
+    "img-size-not-teachers": ("img_size: 640x192\n" + GOOD_LOSSES, ["img_size 640x192", "trained at 160x64"]),
     "batch-0": (GOOD_LOSSES + "schedule: {epochs: 1, batch: 0}\n", ["schedule.batch 0", "whole number >= 1"]),
     "batch-fraction": (GOOD_LOSSES + "schedule: {batch: 2.5}\n", ["schedule.batch 2.5", "whole number >= 1"]),
     "lr-negative": (GOOD_LOSSES + "schedule: {lr: -0.1}\n", ["schedule.lr -0.1", "finite number > 0"]),
@@ -90,6 +91,23 @@ def test_bad_recipe_is_one_error_naming_the_file_and_key(
     out = tmp_path / "run"
     outcome = run_edgekd(capsys, monkeypatch, *_distill(tiny_checkpoint, recipe, tiny_kitti, out))
     assert_user_error(outcome, str(recipe), *needles, out=out)
+
+
+@pytest.mark.parametrize(
+    ("size", "needles"),
+    [
+        ("192x64", ["--img-size 192x64", "trained at 160x64", "leave out --img-size"]),
+        ("big", ["--img-size 'big'", "WIDTHxHEIGHT"]),
+    ],
+)
+def test_distill_img_size_other_than_the_teachers_is_refused(
+    size, needles, tiny_kitti, tiny_checkpoint, tmp_path, capsys, monkeypatch
+):
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(GOOD_LOSSES + GOOD_SCHEDULE)
+    out = tmp_path / "run"
+    outcome = run_edgekd(capsys, monkeypatch, *_distill(tiny_checkpoint, recipe, tiny_kitti, out, "--img-size", size))
+    assert_user_error(outcome, *needles, out=out)
 
 
 def test_options_that_cannot_train_are_refused_by_the_trainer(tiny_kitti, tmp_path):

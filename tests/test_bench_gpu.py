@@ -11,13 +11,11 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from edgekd.bench import cuda_runtime
-from edgekd.bench.backends import BackendOptions, load_runner
-from edgekd.bench.cuda_runtime import pinned_array
 from edgekd.bench.latency import BenchOptions, run_bench
 from edgekd.bench.schema import validate_bench_payload
-from edgekd.export.metadata import BatchSpec, ExportMetadata, write_metadata
-from edgekd.runtime import tensorrt_runner
+from edgekd.runtime import cuda, open_runner, tensorrt_runner
+from edgekd.runtime.cuda import pinned_array
+from edgekd.runtime.metadata import BatchSpec, ExportMetadata, write_metadata
 
 CLASSES = ["Car", "Pedestrian", "Cyclist"]
 SIZE = (8, 16)
@@ -42,7 +40,7 @@ def _ort_cuda() -> bool:
 def test_torch_cuda_event_clock_times_device_work():
     import torch
 
-    from edgekd.bench.backends.torch_eager import TorchEventClock
+    from edgekd.runtime.torch_runner import TorchEventClock
 
     a = torch.randn(512, 512, device="cuda")
     seconds = TorchEventClock(torch)(lambda: a @ a)
@@ -54,7 +52,9 @@ def test_ort_cuda_backend_times_copies_apart(tmp_path):
     from test_bench_latency import tiny_detector_onnx
 
     model = tiny_detector_onnx(tmp_path / "student" / "model.onnx", BatchSpec(1, 1, 4))
-    record = run_bench([model], BenchOptions(backend="ort-cuda", batches=(2,), warmup=1, iters=3))["records"][0]
+    record = run_bench([model], BenchOptions(backend="ort-cuda", batches=(2,), warmup=1, iters=3)).to_dict()["records"][
+        0
+    ]
     assert {"compute", "host_to_device", "device_to_host", "end_to_end"} == set(record["phases"])
 
 
@@ -78,6 +78,7 @@ class FakeCudart:
         self.recorded: dict[int, float] = {}
         self.freed: list[int] = []
         self.events = 0
+        self.streams: list[str] = []  # "created" / "destroyed", in order
 
     def _alloc(self, nbytes: int):
         block = (ctypes.c_byte * nbytes)()
@@ -107,13 +108,18 @@ class FakeCudart:
         self.copies.append((kind, nbytes))
         return (0,)
 
+    def cudaGetDeviceProperties(self, device):  # noqa: N802
+        return 0, SimpleNamespace(name=b"Fake GPU\x00", major=8, minor=7)
+
     def cudaStreamCreate(self):  # noqa: N802
+        self.streams.append("created")
         return 0, 7
 
     def cudaStreamSynchronize(self, stream):  # noqa: N802
         return (0,)
 
     def cudaStreamDestroy(self, stream):  # noqa: N802
+        self.streams.append("destroyed")
         return (0,)
 
     def cudaEventCreate(self):  # noqa: N802
@@ -166,27 +172,50 @@ class FakeContext:
         return True
 
 
-class FakeLoaded:
-    """What TensorRTRunner exposes after its version check and deserialisation."""
+class FakeEngine:
+    """A deserialized dynamic-batch engine (-1) with the metadata's input size, candidates and classes."""
 
-    def __init__(self, path, recorded) -> None:
-        self.engine = SimpleNamespace(get_tensor_dtype=lambda name: "float32", device_memory_size_v2=3 * 2**20)
-        self.context = FakeContext()
-        self.input_name, self.output_names = "images", ["boxes", "scores"]
-        self.device = SimpleNamespace(name=recorded["gpu"])
+    num_io_tensors = 3
+    device_memory_size_v2 = 3 * 2**20
 
-    def io_shapes(self) -> tuple[dict, dict]:
-        """A dynamic-batch engine (-1) with the metadata's input size, candidates and classes."""
-        outputs = {"boxes": [-1, CANDIDATES, 4], "scores": [-1, CANDIDATES, len(CLASSES)]}
-        return {"images": [-1, 3, *SIZE]}, outputs
+    def get_tensor_name(self, index):
+        return ("images", "boxes", "scores")[index]
+
+    def get_tensor_mode(self, name):
+        return "input" if name == "images" else "output"
+
+    def get_tensor_shape(self, name):
+        return {"images": [-1, 3, *SIZE], "boxes": [-1, CANDIDATES, 4], "scores": [-1, CANDIDATES, len(CLASSES)]}[name]
+
+    def get_tensor_dtype(self, name):
+        return "float32"
+
+    def create_execution_context(self):
+        return FakeContext()
+
+
+class FakeLogger:
+    WARNING = 2
+
+    def __init__(self, level) -> None:
+        self.level = level
+
+
+FAKE_TENSORRT = SimpleNamespace(
+    __version__="10.0",
+    Logger=FakeLogger,
+    init_libnvinfer_plugins=lambda logger, namespace: True,
+    Runtime=lambda logger: SimpleNamespace(deserialize_cuda_engine=lambda data: FakeEngine()),
+    TensorIOMode=SimpleNamespace(INPUT="input"),
+    nptype=lambda dtype: np.float32,
+)
 
 
 @pytest.fixture
 def fake_gpu(monkeypatch, tmp_path) -> tuple[Path, FakeCudart]:
     cudart = FakeCudart()
-    monkeypatch.setattr(cuda_runtime, "import_cudart", lambda: cudart)
-    monkeypatch.setattr(tensorrt_runner, "import_tensorrt", lambda: SimpleNamespace(nptype=lambda dtype: np.float32))
-    monkeypatch.setattr(tensorrt_runner, "TensorRTRunner", FakeLoaded)
+    monkeypatch.setattr(cuda, "import_cudart", lambda: cudart)
+    monkeypatch.setattr(tensorrt_runner, "import_tensorrt", lambda: FAKE_TENSORRT)
     engine = tmp_path / "student" / "model_fp16.engine"
     engine.parent.mkdir(parents=True)
     engine.write_bytes(b"serialized engine")
@@ -202,7 +231,7 @@ def fake_gpu(monkeypatch, tmp_path) -> tuple[Path, FakeCudart]:
 
 def test_engine_runner_moves_data_through_pinned_and_device_buffers(fake_gpu):
     engine, cudart = fake_gpu
-    runner = load_runner(engine, "trt", BackendOptions())
+    runner = open_runner(engine)
     runner.prepare(2)
     images = np.stack([np.full((3, *SIZE), 51.0, np.float32), np.full((3, *SIZE), 204.0, np.float32)])
     outputs = runner.infer(images)
@@ -215,11 +244,14 @@ def test_engine_runner_moves_data_through_pinned_and_device_buffers(fake_gpu):
     assert cudart.copies[-3][1] == images.nbytes
     runner.close()
     assert len(cudart.freed) == 6  # 3 tensors x (device + pinned)
+    assert cudart.streams == ["created", "destroyed"]  # one stream, owned and freed by the runner
+    runner.close()
+    assert len(cudart.freed) == 6 and cudart.streams == ["created", "destroyed"]
 
 
 def test_engine_bench_record_uses_cuda_events_and_device_memory(fake_gpu):
     engine, cudart = fake_gpu
-    payload = run_bench([engine], BenchOptions(batches=(1, 8), warmup=1, iters=3))
+    payload = run_bench([engine], BenchOptions(batches=(1, 8), warmup=1, iters=3)).to_dict()
     validate_bench_payload(payload, "payload")
     timed, skipped = payload["records"]
     assert skipped["skipped"] == "accepts batches 1 to 4"

@@ -53,6 +53,13 @@ def test_table_rows_are_the_stored_cells_and_the_gap_is_computed_from_them(bench
         assert rows["fitnet"]["gap_closed"] == pytest.approx((fitnet - base) / (teacher["AP"] - base))
     markdown = (bench_copy / "benchmarks/results/kd_table_smoke.md").read_text()
     assert "| fitnet | 1 |" in markdown and "kd_table_smoke.png" in markdown
+    assert all(
+        row["split"] == "test" and set(row["kitti_r40"]) == {"Car", "Pedestrian", "Cyclist"} for row in cells.values()
+    )
+    assert "held-out test split (4 images)" in markdown and "val AP |" in markdown
+    assert "| method | Car E | Car M | Car H | Pedestrian E |" in markdown
+    car_easy = pair["runs"]["fitnet"][0]["kitti_r40"]["Car"]["easy"]
+    assert f"| fitnet | {car_easy:.1f} +- 0.0 |" in markdown
     assert (bench_copy / "benchmarks/results/kd_table_smoke.png").stat().st_size > 0
 
 
@@ -95,6 +102,28 @@ def test_combined_rows_are_each_pairs_own_combination():
     assert ablation == one_stage
     inheriting = Cell("cpu", "two-stage", "student", "combined (inherit)").config()
     assert inheriting["losses"] == two_stage and inheriting["inherit"] is True
+
+
+def test_a_gain_is_separated_only_beyond_both_seed_spreads():
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from kd_table import separated
+
+    assert separated([5.0, 5.5, 6.0], [3.0, 3.2, 3.9])  # difference 1.8 > spreads 1.0 and 0.9
+    assert not separated([5.0, 5.5, 6.0], [3.0, 3.2, 4.9])  # spread 1.9 > difference 1.2
+    assert not separated([9.0], [1.0])  # one seed: no spread to compare with
+
+
+def test_a_revised_loss_hashes_to_new_cells(monkeypatch):
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from kd_cells import Cell
+
+    from edgekd.distill.losses import LOSSES
+
+    cell = Cell("cpu", "one-stage", "student", "fitnet")
+    stored = cell.directory()
+    assert "loss_revisions" not in cell.config()  # revision 1: the stored cells keep their hashes
+    monkeypatch.setattr(LOSSES["fitnet"], "revision", 2)
+    assert cell.config()["loss_revisions"] == {"fitnet": 2} and cell.directory() != stored
 
 
 def test_an_inheriting_recipe_is_its_own_cell():

@@ -13,14 +13,14 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from edgekd.bench.backends import BackendOptions, load_runner
-from edgekd.bench.latency import STAGES, BenchOptions, predict_dataset_with, run_bench
+from edgekd.bench.latency import STAGES, BenchOptions, run_bench
+from edgekd.bench.record import BenchRun
 from edgekd.bench.schema import STAT_KEYS, validate_bench_payload
 from edgekd.cli import main
 from edgekd.data.loader import load_dataset
 from edgekd.evaluate import evaluate_detections
-from edgekd.export.metadata import BatchSpec, ExportMetadata, write_metadata
-from edgekd.runtime import predict_artifact
+from edgekd.runtime import open_runner, predict_artifact, predict_dataset
+from edgekd.runtime.metadata import BatchSpec, ExportMetadata, write_metadata
 
 CLASSES = ["Car", "Pedestrian", "Cyclist"]
 SIZE = (32, 64)
@@ -111,8 +111,9 @@ def _check_stats(stats: dict, batch: int) -> None:
 
 def test_short_real_bench_records_are_complete_and_consistent(tiny_onnx):
     options = BenchOptions(batches=(1, 2, 8), warmup=1, iters=5)
-    payload = run_bench([tiny_onnx], options)
+    payload = run_bench([tiny_onnx], options).to_dict()
     validate_bench_payload(payload, "payload")
+    assert BenchRun.from_dict(payload).to_dict() == payload  # the typed records read back key for key
     assert [r["batch"] for r in payload["records"]] == [1, 2, 8]
     timed, skipped = payload["records"][:2], payload["records"][2]
     assert skipped["skipped"] == "accepts batches 1 to 4" and "phases" not in skipped
@@ -147,18 +148,18 @@ def test_short_real_bench_records_are_complete_and_consistent(tiny_onnx):
 
 def test_bench_accuracy_equals_eval_of_the_same_artifact(tiny_onnx, tiny_kitti):
     options = BenchOptions(batches=(2,), warmup=0, iters=2, data=tiny_kitti, evaluate=True)
-    record = run_bench([tiny_onnx], options)["records"][0]
+    record = run_bench([tiny_onnx], options).to_dict()["records"][0]
     dataset = load_dataset(tiny_kitti, "val", classes=tuple(CLASSES))
-    reference = evaluate_detections(dataset, predict_artifact(tiny_onnx, dataset, batch=2))
+    reference = evaluate_detections(dataset, predict_artifact(tiny_onnx, dataset, batch=2)).to_dict()
     assert record["accuracy"] == reference
     assert str(tiny_kitti) in record["frames"]
 
 
-def test_the_timed_pipeline_predicts_what_the_runtime_predicts(tiny_onnx, tiny_kitti):
+def test_batched_predictions_equal_one_image_at_a_time(tiny_onnx, tiny_kitti):
     dataset = load_dataset(tiny_kitti, "val", classes=tuple(CLASSES))
-    runner = load_runner(tiny_onnx, "ort-cpu", BackendOptions())
-    mine = predict_dataset_with(runner, dataset, 4)  # a short last batch: 6 images = 4 + 2
-    reference = predict_artifact(tiny_onnx, dataset, batch=4)
+    with open_runner(tiny_onnx, "ort-cpu") as runner:
+        mine = predict_dataset(runner, dataset, 4)  # a short last batch: 6 images = 4 + 2
+    reference = predict_artifact(tiny_onnx, dataset, batch=1)
     assert mine.keys() == reference.keys() and sum(len(d.scores) for d in mine.values()) > 0
     for image_id, detections in reference.items():
         np.testing.assert_array_equal(mine[image_id].boxes, detections.boxes)

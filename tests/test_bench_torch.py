@@ -6,15 +6,15 @@ import numpy as np
 import pytest
 import torch
 
-from edgekd.bench.backends import BackendOptions, load_runner
-from edgekd.bench.latency import BenchOptions, predict_dataset_with, run_bench
+from edgekd.bench.latency import BenchOptions, run_bench
 from edgekd.bench.schema import validate_bench_payload
 from edgekd.data.loader import load_dataset
 from edgekd.models.checkpoint import atomic_torch_save, detector_payload
 from edgekd.models.complexity import count_parameters, gflops
 from edgekd.models.detector import DetectorConfig
-from edgekd.models.inference import predict_dataset
+from edgekd.models.inference import predict_dataset as predict_detector
 from edgekd.models.zoo import build_detector
+from edgekd.runtime import RunnerOptions, open_runner, predict_dataset
 
 CLASSES = ("Car", "Pedestrian", "Cyclist")
 
@@ -32,8 +32,8 @@ def checkpoint(tmp_path_factory):
 def test_checkpoint_record(checkpoint):
     path, detector = checkpoint
     payload = run_bench(
-        [path], BenchOptions(batches=(1,), warmup=0, iters=2, backend_options=BackendOptions(device="cpu"))
-    )
+        [path], BenchOptions(batches=(1,), warmup=0, iters=2, backend_options=RunnerOptions(device="cpu"))
+    ).to_dict()
     validate_bench_payload(payload, "payload")
     record = payload["records"][0]
     assert (record["backend"], record["kind"], record["timer"], record["run"]) == (
@@ -52,9 +52,9 @@ def test_checkpoint_record(checkpoint):
 def test_torch_pipeline_predicts_like_eval(checkpoint, tiny_kitti):
     path, detector = checkpoint
     dataset = load_dataset(tiny_kitti, "val", classes=CLASSES)
-    runner = load_runner(path, "torch", BackendOptions(device="cpu"))
-    mine = predict_dataset_with(runner, dataset, 4)
-    reference = predict_dataset(detector, dataset, batch_size=4)
+    with open_runner(path, "torch", RunnerOptions(device="cpu")) as runner:
+        mine = predict_dataset(runner, dataset, 4)
+    reference = predict_detector(detector, dataset, batch_size=4)
     assert sum(len(d.scores) for d in reference.values()) > 0
     for image_id, detections in reference.items():
         np.testing.assert_allclose(mine[image_id].boxes, detections.boxes, atol=1e-4)

@@ -7,8 +7,6 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from edgekd.bench.backends import BACKENDS, resolve_backend
-from edgekd.bench.backends.base import BenchRunner, ModelInfo
 from edgekd.bench.frames import dataset_frames, preprocess_frames, random_frames
 from edgekd.bench.latency import BenchOptions, parse_batches
 from edgekd.bench.memory import PeakRss, current_rss_mib
@@ -16,6 +14,7 @@ from edgekd.bench.onnx_complexity import onnx_complexity
 from edgekd.bench.schema import BENCH_FORMAT, validate_bench_payload
 from edgekd.data.loader import load_dataset
 from edgekd.errors import EdgeKDError
+from edgekd.runtime import BACKENDS, ModelInfo, Runner, resolve_backend
 from edgekd.runtime.preprocess import load_images
 
 
@@ -105,13 +104,13 @@ def test_backend_registry_and_resolution(tmp_path):
         resolve_backend(tmp_path / "m.tflite", "auto")
 
 
-class _Fixed(BenchRunner):
+class _Fixed(Runner):
     backend = "fake"
 
     def __init__(self, batch_range):
         self.info = ModelInfo("onnx", "m", ["Car"], (32, 32), "fp32", "none", "run", batch_range=batch_range)
 
-    device = "cpu"
+    name = "m.onnx"
     prepare = compute = infer = decode = None
 
 
@@ -120,6 +119,19 @@ def test_batch_problems_name_the_accepted_range():
     assert _Fixed((1, 4)).batch_problem(4) is None
     assert "accepts batches 1 to 4" in _Fixed((1, 4)).batch_problem(8)
     assert "static batch of 2" in _Fixed((2, 2)).batch_problem(1)
+
+
+def test_one_batching_rule_pads_a_static_batch_and_names_the_option():
+    static, dynamic = _Fixed((2, 2)), _Fixed((1, 4))
+    images, scales = static.pad(np.full((1, 3, 4, 4), 7.0, np.float32), np.full((1, 2), 0.5, np.float32))
+    assert images.shape == (2, 3, 4, 4) and images[0].min() == 7.0 and images[1].max() == 0.0
+    assert scales.tolist() == [[0.5, 0.5], [1.0, 1.0]]
+    assert dynamic.pad(images[:1], scales[:1])[0].shape == (1, 3, 4, 4)
+    assert (static.choose_batch(None), dynamic.choose_batch(None), dynamic.choose_batch(3)) == (2, 1, 3)
+    with pytest.raises(EdgeKDError, match="--batch 3: m.onnx was exported with a static batch of 2; use --batch 2"):
+        static.choose_batch(3)
+    with pytest.raises(EdgeKDError, match="--batch 8: m.onnx accepts batches 1 to 4"):
+        dynamic.choose_batch(8)
 
 
 def test_options_and_batch_parsing():

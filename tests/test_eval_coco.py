@@ -204,9 +204,11 @@ def test_evaluate_detections_combines_coco_and_kitti():
     dets = perfect(records)
     dataset = Dataset(Path("data"), "val", CLASSES, records, "kitti")
     result = evaluate_detections(dataset, dets)
-    assert result["coco"]["AP"] == pytest.approx(100.0)
-    assert result["kitti"]["Car"] == pytest.approx({"easy": 100.0, "moderate": 100.0, "hard": 100.0})
-    assert result["kitti_r11"]["Pedestrian"]["moderate"] == 0.0
-    assert len(result["kitti_notes"]) == 2
+    assert pytest.approx(100.0) == result.coco.AP
+    assert result.kitti["Car"].r40.to_dict() == pytest.approx({"easy": 100.0, "moderate": 100.0, "hard": 100.0})
+    assert result.kitti["Pedestrian"].r11.moderate == 0.0
+    assert len(result.kitti_notes) == 2
+    assert result.summary() == pytest.approx({"AP": 100.0, "AP50": 100.0, "kitti_moderate": 100.0 / 3})
     coco_only = evaluate_detections(Dataset(Path("data"), "val", CLASSES, records, "coco"), dets)
-    assert set(coco_only) == {"coco"}
+    assert coco_only.kitti is None and set(coco_only.to_dict()) == {"coco"}
+    assert set(coco_only.summary()) == {"AP", "AP50"}

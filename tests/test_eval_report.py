@@ -9,6 +9,7 @@ import pytest
 from rich.console import Console
 
 from edgekd.errors import EdgeKDError
+from edgekd.evaluate import EvalResult
 from edgekd.evaluate.report import results_table, write_results_json
 
 RESULTS = {
@@ -27,13 +28,13 @@ def render(tables) -> str:
 
 
 def test_tables_show_every_number():
-    tables = results_table(RESULTS)
+    tables = results_table(EvalResult.from_dict(RESULTS))
     assert [t.title for t in tables] == ["COCO box AP (%)", "KITTI 2D AP (%)"]
     text = render(tables)
     for cell in ("51.23", "80.00", "55.50", "n/a", "40.00", "60.00", "90.00", "70.00", "91.00", "71.00"):
         assert cell in text
     assert "Pedestrian: no detections" in text
-    coco_only = results_table({"coco": RESULTS["coco"]})
+    coco_only = results_table(EvalResult.from_dict({"coco": RESULTS["coco"]}))
     assert len(coco_only) == 1
 
 

@@ -22,12 +22,12 @@ from edgekd.cli import app
 from edgekd.data.loader import load_dataset
 from edgekd.errors import EdgeKDError
 from edgekd.evaluate import evaluate_detections
-from edgekd.export.metadata import read_metadata
 from edgekd.export.tensorrt import tensorrt_problems
 from edgekd.models.checkpoint import atomic_torch_save, detector_payload
 from edgekd.models.detector import DetectorConfig
 from edgekd.models.inference import predict_dataset
 from edgekd.models.zoo import build_detector
+from edgekd.runtime.metadata import read_metadata
 
 runner = CliRunner()
 CLASSES = ("Car", "Pedestrian", "Cyclist")
@@ -78,7 +78,7 @@ def export_run(tiny_kitti, tmp_path_factory):
     args += ["--calib-data", str(data), "--calib-images", "6", "--trt", "--fp16", "--threads", "1", "--quiet"]
     result = runner.invoke(app, args)
     val = load_dataset(data, "val", classes=CLASSES)
-    reference = evaluate_detections(val, predict_dataset(detector, val))
+    reference = evaluate_detections(val, predict_dataset(detector, val)).to_dict()
     return SimpleNamespace(result=result, checkpoint=checkpoint, data=data, out=out, root=root, reference=reference)
 
 
@@ -110,7 +110,7 @@ def test_int8_qdq_model_has_its_own_metadata_and_runs(export_run):
     assert meta.precision == "int8-qdq" and meta.quantization["calibration_images"] == 6
     assert any("cls_logits" in name for name in meta.quantization["kept_float_nodes"])
     val = load_dataset(export_run.data, "val", classes=CLASSES)
-    int8_ap = evaluate_detections(val, predict_artifact(path, val, threads=1))["coco"]["AP"]
+    int8_ap = evaluate_detections(val, predict_artifact(path, val, threads=1)).coco.AP
     reported = json.loads((export_run.out / "parity.json").read_text())["ap"]["rows"][2]["AP"]
     assert int8_ap == pytest.approx(reported, abs=0.1)  # in-graph NMS of the file == host NMS of the report
 

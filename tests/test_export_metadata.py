@@ -7,7 +7,7 @@ import json
 import pytest
 
 from edgekd.errors import EdgeKDError
-from edgekd.export.metadata import BatchSpec, ExportMetadata, metadata_path, read_metadata, write_metadata
+from edgekd.runtime.metadata import BatchSpec, ExportMetadata, metadata_path, read_metadata, write_metadata
 
 
 def _metadata(nms: str = "onnx", batch: BatchSpec | None = None) -> ExportMetadata:

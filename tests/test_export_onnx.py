@@ -11,13 +11,13 @@ import torch
 
 from edgekd.data.loader import load_dataset
 from edgekd.errors import EdgeKDError
-from edgekd.export.metadata import BatchSpec
 from edgekd.export.nms import append_efficient_nms, append_onnx_nms
 from edgekd.export.onnx import check_export_options, export_raw_graph
 from edgekd.export.parity import RawDifference, compare_raw
 from edgekd.export.quantize import HEAD_OUTPUT_LAYERS, float_nodes
 from edgekd.models.detector import DetectorConfig
 from edgekd.models.zoo import build_detector
+from edgekd.runtime.metadata import BatchSpec, ExportMetadata
 from edgekd.runtime.onnx_runner import OnnxRunner
 from edgekd.runtime.postprocess import PostprocessConfig, postprocess_padded, postprocess_raw
 from edgekd.runtime.preprocess import load_images
@@ -65,6 +65,16 @@ def exported(request, tiny_kitti):
     )
 
 
+def _meta(exported, nms: str = "none") -> ExportMetadata:
+    """The metadata of the exported graph (with `nms`'s outputs), as the runner needs it."""
+    config = exported.detector.config
+    return ExportMetadata(
+        config.name, exported.detector.family, list(CLASSES), list(SIZE), list(config.mean), list(config.std),
+        POST.score_thresh, POST.nms_thresh, POST.max_detections, POST.topk_candidates, nms, exported.batch,
+        exported.count, 17,
+    )  # fmt: skip
+
+
 def _torch_raw(detector, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     with torch.no_grad():
         boxes, scores = detector.raw(torch.from_numpy(images))
@@ -89,12 +99,12 @@ def test_default_int8_float_layers_exist_in_every_family(exported):
 
 
 def test_onnxruntime_matches_pytorch_on_real_images(exported):
-    runner = OnnxRunner(exported.raw.SerializeToString(), threads=1)
+    runner = OnnxRunner(exported.raw.SerializeToString(), _meta(exported), threads=1)
     stats = RawDifference()
     for start in (0, 2):
         images = exported.images[start : start + 2]
         reference = _torch_raw(exported.detector, images)
-        outputs = runner.run(images)
+        outputs = runner.infer(images)
         if exported.detector.family != "fasterrcnn":  # rows are fixed anchors/points: compare them directly
             assert np.abs(outputs["boxes"] - reference[0]).max() < 1e-3
             assert np.abs(outputs["scores"] - reference[1]).max() < 1e-3
@@ -107,9 +117,10 @@ def test_onnxruntime_matches_pytorch_on_real_images(exported):
 
 def test_nms_modes_none_and_onnx_agree_with_pytorch(exported):
     images, scales = exported.images[:2], exported.scales[:2]
-    raw_out = OnnxRunner(exported.raw.SerializeToString(), threads=1).run(images)
+    raw_out = OnnxRunner(exported.raw.SerializeToString(), _meta(exported), threads=1).infer(images)
     host = postprocess_raw(raw_out["boxes"], raw_out["scores"], scales, POST)
-    tail = OnnxRunner(append_onnx_nms(exported.raw, exported.count, 3, POST).SerializeToString(), threads=1).run(images)
+    tail_model = append_onnx_nms(exported.raw, exported.count, 3, POST).SerializeToString()
+    tail = OnnxRunner(tail_model, _meta(exported, "onnx"), threads=1).infer(images)
     in_graph = postprocess_padded(tail, scales)
     with torch.no_grad():
         boxes, scores = exported.detector.raw(torch.from_numpy(images))
@@ -123,16 +134,16 @@ def test_nms_modes_none_and_onnx_agree_with_pytorch(exported):
 
 
 def test_batch_sizes(exported):
-    runner = OnnxRunner(exported.raw.SerializeToString(), threads=1)
+    runner = OnnxRunner(exported.raw.SerializeToString(), _meta(exported), threads=1)
     if exported.batch.dynamic:
         for size in (1, 3):
-            outputs = runner.run(exported.images[:size])
+            outputs = runner.infer(exported.images[:size])
             reference = _torch_raw(exported.detector, exported.images[:size])
             assert outputs["boxes"].shape == (size, exported.count, 4)
             assert np.abs(outputs["scores"] - reference[1]).max() < 1e-3
     else:
         with pytest.raises(Exception, match="images"):
-            runner.run(exported.images[:3])
+            runner.infer(exported.images[:3])
 
 
 def test_efficient_nms_node_carries_the_thresholds():

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from edgekd.bench.plots import DPI, FIGURE_SIZE, plot_points, render_accuracy_latency
-from edgekd.bench.report import build_report, find_inputs, plot_rows, summary_table, write_report
+from edgekd.bench.plots import DPI, FIGURE_SIZE, render_accuracy_latency
+from edgekd.bench.report import build_report, find_inputs, plot_points, plot_rows, summary_table, write_report
 from edgekd.bench.schema import BENCH_FORMAT, validate_bench_payload
 from edgekd.bench.timing import summarize_times
 from edgekd.cli import main
@@ -141,13 +141,13 @@ def test_pairing_rules_and_the_plotted_points(runs):
         assert point.batch == 1
         assert point.coco_ap == accuracy["coco"]["AP"]
         assert point.kitti_moderate == pytest.approx(_mean_moderate(accuracy))
-    sources = {row.record["run"] + row.record["precision"]: row.accuracy_source for row in plot_rows(report)}
+    sources = {row.record.run + row.record.precision: row.accuracy_source for row in plot_rows(report)}
     assert "best.pt.eval.json" in sources["teacherfp32"] and "fp16.eval.json" in sources["studentfp16"]
     assert "'artifact' field" in sources["studentfp32"] and sources["distilledfp32"].startswith("bench --eval")
     assert any("orphan.eval.json not paired" in note for note in report.notes)
     assert any(note.endswith("w!") for note in report.notes)
-    engine = next(row for row in report.rows if row.record["backend"] == "trt")
-    assert (engine.record["params"], engine.record["gflops"], engine.filled) == (1_900_000, 0.9, ["params", "gflops"])
+    engine = next(row for row in report.rows if row.record.backend == "trt")
+    assert (engine.record.params, engine.record.gflops, engine.filled) == (1_900_000, 0.9, ["params", "gflops"])
 
 
 def test_latency_phase_and_batch_choose_the_points(runs):
@@ -200,7 +200,7 @@ def test_latest_duplicate_wins(tmp_path):
     _write_bench(tmp_path / "a.bench.json", [_record(model, "ort-cpu", "fp32", "student", 10.0)], "2025-01-01T00:00:00")
     _write_bench(tmp_path / "b.bench.json", [_record(model, "ort-cpu", "fp32", "student", 8.0)], "2025-02-01T00:00:00")
     report = build_report(find_inputs([tmp_path]))
-    assert len(report.rows) == 1 and report.rows[0].record["phases"]["compute"]["p50_ms"] == pytest.approx(8.0)
+    assert len(report.rows) == 1 and report.rows[0].record.phases["compute"]["p50_ms"] == pytest.approx(8.0)
     assert any("measured twice; kept b.bench.json" in note for note in report.notes)
 
 

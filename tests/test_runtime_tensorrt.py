@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from edgekd.errors import EdgeKDError
-from edgekd.export.metadata import BatchSpec, metadata_path
 from edgekd.export.tensorrt import EngineOptions, tensorrt_problems, trtexec_command
-from edgekd.runtime import Artifact
+from edgekd.runtime import open_runner
+from edgekd.runtime.metadata import BatchSpec, metadata_path
 from edgekd.runtime.tensorrt_runner import engine_mismatch
 
 BUILT = {"version": "10.3.0", "gpu": "Orin", "compute_capability": "8.7"}
@@ -70,13 +70,13 @@ def _fake_engine(tmp_path: Path, tensorrt: dict | None) -> Path:
 @pytest.mark.skipif(not TENSORRT_PROBLEMS, reason="TensorRT and a GPU are present: the missing-TensorRT path")
 def test_engine_without_tensorrt_or_gpu_is_a_clear_error(tmp_path):
     with pytest.raises(EdgeKDError) as error:
-        Artifact(_fake_engine(tmp_path, BUILT))
+        open_runner(_fake_engine(tmp_path, BUILT))
     assert "TensorRT Python package" in str(error.value) or "GPU" in str(error.value)
 
 
 def test_engine_metadata_without_build_record_is_refused(tmp_path):
     with pytest.raises(EdgeKDError, match="no 'tensorrt' section"):
-        Artifact(_fake_engine(tmp_path, None))
+        open_runner(_fake_engine(tmp_path, None))
 
 
 def test_plugin_graph_is_refused_by_onnxruntime_with_a_reason(tmp_path):
@@ -85,7 +85,7 @@ def test_plugin_graph_is_refused_by_onnxruntime_with_a_reason(tmp_path):
     onnx_path.write_bytes(b"")
     metadata_path(onnx_path).write_text(metadata_path(engine).read_text())
     with pytest.raises(EdgeKDError, match="EfficientNMS_TRT plugin, which only TensorRT runs"):
-        Artifact(onnx_path)
+        open_runner(onnx_path, "ort-cpu")
 
 
 @pytest.mark.skipif(bool(TENSORRT_PROBLEMS), reason="needs TensorRT and a CUDA GPU: " + "; ".join(TENSORRT_PROBLEMS))
@@ -95,12 +95,12 @@ def test_engine_build_and_run_matches_onnxruntime(tmp_path, tiny_kitti):
     import torch
 
     from edgekd.data.loader import load_dataset
-    from edgekd.export.metadata import ExportMetadata, write_metadata
     from edgekd.export.onnx import build_onnx
     from edgekd.export.tensorrt import build_engine
     from edgekd.models.detector import DetectorConfig
     from edgekd.models.zoo import build_detector
     from edgekd.runtime import predict_artifact
+    from edgekd.runtime.metadata import ExportMetadata, write_metadata
 
     torch.manual_seed(0)
     classes = ("Car", "Pedestrian", "Cyclist")

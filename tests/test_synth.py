@@ -33,6 +33,19 @@ def test_same_seed_same_bytes_for_any_worker_count(tmp_path: Path) -> None:
     assert (tmp_path / "a" / "ImageSets" / "val.txt").read_text() == "000002\n"
 
 
+def test_a_test_split_is_held_out_and_leaves_train_and_val_unchanged(tmp_path: Path) -> None:
+    render_dataset(tmp_path / "a", 2, 1, size=(160, 48), seed=5, progress=False)
+    render_dataset(tmp_path / "b", 2, 1, size=(160, 48), seed=5, progress=False, n_test=2)
+    a, b = _files(tmp_path / "a"), _files(tmp_path / "b")
+    assert {name: b[name] for name in a if name != "synth_config.json"} == {
+        name: data for name, data in a.items() if name != "synth_config.json"
+    }
+    assert (tmp_path / "b" / "ImageSets" / "test.txt").read_text() == "000003\n000004\n"
+    assert (tmp_path / "b" / "ImageSets" / "trainval.txt").read_text() == "000000\n000001\n000002\n"
+    assert b["image_2/000003.png"] != b["image_2/000000.png"]
+    assert [r.image_id for r in load_dataset(tmp_path / "b", "test").records] == ["000003", "000004"]
+
+
 def test_written_files_match_render_scene(tmp_path: Path) -> None:
     size = (320, 96)
     render_dataset(tmp_path, 1, 1, size=size, seed=11, progress=False)

@@ -20,11 +20,11 @@ from pathlib import Path
 
 import numpy as np
 
-from edgekd.bench.backends import BackendOptions, BenchRunner, check_artifact, load_runner, resolve_backend
 from edgekd.bench.frames import RANDOM_FRAME_SIZE, dataset_frames, preprocess_frames, random_frames
 from edgekd.bench.memory import PeakRss
-from edgekd.bench.schema import BENCH_FORMAT
-from edgekd.bench.system import clock_warning, gpu_state, host_info
+from edgekd.bench.onnx_complexity import onnx_complexity
+from edgekd.bench.record import BenchRecord, BenchRun
+from edgekd.bench.system import clock_warning, cpu_model, gpu_state, host_info
 from edgekd.bench.timing import (
     Measurement,
     PerfCounterClock,
@@ -35,7 +35,15 @@ from edgekd.bench.timing import (
 )
 from edgekd.data.records import Dataset, Detections
 from edgekd.errors import EdgeKDError
-from edgekd.runtime import check_dataset_classes
+from edgekd.runtime import (
+    Runner,
+    RunnerOptions,
+    check_artifact,
+    check_dataset_classes,
+    open_runner,
+    predict_dataset,
+    resolve_backend,
+)
 
 DEFAULT_ITERS = 100
 MAX_SECONDS = 86400.0
@@ -56,7 +64,7 @@ class BenchOptions:
     data: Path | None = None
     split: str = "val"
     evaluate: bool = False
-    backend_options: BackendOptions = field(default_factory=BackendOptions)
+    backend_options: RunnerOptions = field(default_factory=RunnerOptions)
 
     def check(self) -> None:
         """Option combinations that cannot work, rejected before any model is loaded."""
@@ -122,7 +130,7 @@ class _Timer:
 
 
 def time_end_to_end(
-    runner: BenchRunner, frames: list[np.ndarray], timer: _Timer
+    runner: Runner, frames: list[np.ndarray], timer: _Timer
 ) -> tuple[Measurement, dict[str, np.ndarray]]:
     """Time frames -> detections, with the seconds of each stage in the timed runs."""
     stages: dict[str, list[float]] = {name: [] for name in STAGES}
@@ -145,18 +153,14 @@ def time_end_to_end(
     return total, {name: np.asarray(values[-count:]) for name, values in stages.items()}
 
 
-def predict_dataset_with(runner: BenchRunner, dataset: Dataset, batch: int) -> dict[str, Detections]:
-    """Detections per image id through the runner's own infer + decode (the timed pipeline), batch by batch;
-    a short last batch is padded for static-batch artifacts and the padding dropped."""
-    from edgekd.runtime.preprocess import iterate_batches, pad_batch
-
-    static = runner.info.batch_range is not None and runner.info.batch_range[0] == runner.info.batch_range[1]
-    results: dict[str, Detections] = {}
-    for ids, images, scales in iterate_batches(dataset, runner.info.input_size, batch):
-        if static:
-            images, scales = pad_batch(images, batch), pad_batch(scales, batch, fill=1.0)
-        results.update(zip(ids, runner.decode(runner.infer(images), scales)[: len(ids)]))
-    return results
+def device_description(runner: Runner) -> str:
+    """Where a runner runs, in words: the GPU's name, or the CPU model and its threads."""
+    if runner.gpu:
+        if runner.gpu_name:
+            return runner.gpu_name
+        state = gpu_state()
+        return state["name"] if state else "CUDA GPU 0"
+    return f"{cpu_model()} (threads={runner.threads or 'default'})"
 
 
 class _Frames:
@@ -182,8 +186,8 @@ class _Frames:
         return frames, f"{self.options.data} ({self.options.split}), first {count} image(s)"
 
 
-def bench_batch(runner: BenchRunner, batch: int, options: BenchOptions, frames: _Frames) -> dict:
-    """All phases of one batch size: {"phases", "memory", "warnings", ...} (record fields)."""
+def bench_batch(runner: Runner, batch: int, options: BenchOptions, frames: _Frames, record: BenchRecord) -> None:
+    """All phases of one batch size, with memory, GPU state and warnings, into `record`."""
     timer = _Timer(options)
     peak = PeakRss()
     peak.start()
@@ -191,37 +195,20 @@ def bench_batch(runner: BenchRunner, batch: int, options: BenchOptions, frames: 
     runner.reset_device_peak()
     phases = {"compute": summarize_measurement(timer(runner.compute, runner.clock), batch)}
     state = gpu_state() if runner.gpu else None  # clocks right after the compute loop
-    warnings = []
     if runner.gpu:
         phases["host_to_device"] = summarize_measurement(timer(runner.host_to_device, runner.clock), batch)
         phases["device_to_host"] = summarize_measurement(timer(runner.device_to_host, runner.clock), batch)
-    extra: dict = {}
     if options.end_to_end:
-        images, description = frames.frames(tuple(runner.info.classes), batch)
+        images, record.frames = frames.frames(tuple(runner.info.classes), batch)
         total, stages = time_end_to_end(runner, images, timer)
         phases["end_to_end"] = {
             **summarize_measurement(total, batch),
             "stages": {name: summarize_times(times, batch) for name, times in stages.items()},
         }
-        extra["frames"] = description
-    for phase, stats in phases.items():
-        warning = stability_warning(phase, stats)
-        if warning:
-            warnings.append(warning)
-    clock = clock_warning(state)
-    if clock:
-        warnings.append(clock)
-    return {
-        "phases": phases,
-        "memory": {**peak.to_dict(), **runner.device_memory()},
-        "gpu_state": state,
-        "warnings": warnings,
-        **extra,
-    }
-
-
-def _record_head(path: Path, backend: str, batch: int) -> dict:
-    return {"artifact": str(path), "artifact_path": str(path.resolve()), "backend": backend, "batch": batch}
+    warnings = [stability_warning(phase, stats) for phase, stats in phases.items()] + [clock_warning(state)]
+    record.phases, record.gpu_state = phases, state
+    record.memory = {**peak.to_dict(), **runner.device_memory()}
+    record.warnings = [warning for warning in warnings if warning]
 
 
 def bench_artifact(
@@ -230,31 +217,28 @@ def bench_artifact(
     options: BenchOptions,
     frames: _Frames,
     progress: Callable[[str], None] | None = None,
-) -> list[dict]:
+) -> list[BenchRecord]:
     """Records of one artifact on one backend, one per batch size (skipped ones say why)."""
     baseline = PeakRss()
     baseline.start()
-    runner = load_runner(path, backend, options.backend_options)
-    try:
-        batches = options.batches or (runner.info.default_batch,)
-        common = {
-            "device": runner.device,
-            "timer": runner.clock.name,
-            "file_size_mib": path.stat().st_size / 2**20,
-            **runner.info.to_dict(),
-        }
+    with open_runner(path, backend, options.backend_options) as runner:
+        if runner.info.kind == "onnx":
+            runner.info.params, runner.info.gflops = onnx_complexity(path)
         records = []
         runnable = []
-        for batch in batches:
+        for batch in options.batches or (runner.info.default_batch,):
             problem = runner.batch_problem(batch)
             if problem:
-                records.append({**_record_head(path, backend, batch), "skipped": problem})
+                records.append(BenchRecord.head(path, backend, batch, skipped=problem))
                 continue
             if progress:
                 progress(f"{path.name} [{backend}] batch {batch}")
-            result = bench_batch(runner, batch, options, frames)
-            result["memory"]["baseline_rss_mib"] = baseline.baseline_mib
-            records.append({**_record_head(path, backend, batch), **common, **result, "accuracy": None})
+            record = BenchRecord.head(path, backend, batch, device=device_description(runner), timer=runner.clock.name)
+            record.file_size_mib = path.stat().st_size / 2**20
+            record.describe(runner.info)
+            bench_batch(runner, batch, options, frames, record)
+            record.memory["baseline_rss_mib"] = baseline.baseline_mib
+            records.append(record)
             runnable.append(batch)
         if options.evaluate and runnable:
             if progress:
@@ -263,25 +247,23 @@ def bench_artifact(
             check_dataset_classes(runner.info.classes, dataset, path)
             accuracy = evaluate_runner(runner, dataset, runnable[0])
             for record in records:
-                if "skipped" not in record:
-                    record["accuracy"] = accuracy
-                    record["accuracy_data"] = f"{options.data} ({options.split}), batch {runnable[0]}"
-    finally:
-        runner.close()
+                if record.skipped is None:
+                    record.accuracy = accuracy
+                    record.accuracy_data = f"{options.data} ({options.split}), batch {runnable[0]}"
     return records
 
 
-def evaluate_runner(runner: BenchRunner, dataset: Dataset, batch: int) -> dict:
+def evaluate_runner(runner: Runner, dataset: Dataset, batch: int) -> dict:
     """COCO + KITTI metrics (the `edgekd eval` JSON layout) of the runner's own pipeline on `dataset`."""
     from edgekd.evaluate import evaluate_detections
 
-    return evaluate_detections(dataset, predict_dataset_with(runner, dataset, batch))
+    return evaluate_detections(dataset, predict_dataset(runner, dataset, batch)).to_dict()
 
 
 def run_bench(
     paths: list[Path], options: BenchOptions, progress: Callable[[str], None] | None = None, command: str = ""
-) -> dict:
-    """Benchmark every artifact; returns the bench JSON payload (see `edgekd.bench.schema`)."""
+) -> BenchRun:
+    """Benchmark every artifact (`BenchRun.to_dict` is the bench JSON, see `edgekd.bench.schema`)."""
     options.check()
     if not paths:
         raise EdgeKDError("give at least one artifact (.pt, .onnx or .engine)")
@@ -290,28 +272,11 @@ def run_bench(
         check_artifact(path)
         plan.append((path, resolve_backend(path, options.backend)))
     frames = _Frames(options)
-    records: list[dict] = []
+    records: list[BenchRecord] = []
     for path, backend in plan:
         records += bench_artifact(path, backend, options, frames, progress)
-    if all("skipped" in record for record in records):
-        reasons = "; ".join(f"{r['artifact']}: {r['skipped']}" for r in records)
+    if all(record.skipped is not None for record in records):
+        reasons = "; ".join(f"{record.artifact}: {record.skipped}" for record in records)
         raise EdgeKDError(f"no batch size could run: {reasons}")
-    return {
-        "format": BENCH_FORMAT,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "command": command,
-        "host": host_info(),
-        "settings": options.settings(),
-        "records": records,
-    }
-
-
-def bench_warnings(payload: dict) -> list[str]:
-    """Every warning and skipped batch of a payload, prefixed with its artifact, backend and batch."""
-    lines = []
-    for record in payload["records"]:
-        where = f"{Path(record['artifact']).name} [{record['backend']}] batch {record['batch']}"
-        if "skipped" in record:
-            lines.append(f"{where}: skipped, {record['skipped']}")
-        lines += [f"{where}: {warning}" for warning in record.get("warnings", [])]
-    return lines
+    created = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return BenchRun(created, command, host_info(), options.settings(), records)

@@ -11,8 +11,6 @@ from pathlib import Path
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from edgekd.bench.report import Row, coco_ap, kitti_moderate
-
 MARKERS = {"fp32": "o", "fp16": "s", "int8": "^", "int8-qdq": "v"}
 PANELS = (("coco_ap", "COCO AP (%)"), ("kitti_moderate", "KITTI Moderate AP (%), mean over classes"))
 FIGURE_SIZE = (12.0, 5.0)  # inches
@@ -38,28 +36,6 @@ class PlotPoint:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def plot_points(rows: list[Row], phase: str) -> list[PlotPoint]:
-    """Points from report rows (one per artifact and backend, see `plot_rows`), latency = `phase` p50."""
-    points = []
-    for row in rows:
-        stats = row.latency(phase)
-        if stats is None:
-            continue
-        points.append(
-            PlotPoint(
-                run=row.record["run"],
-                artifact=row.display,
-                precision=row.record["precision"],
-                backend=row.record["backend"],
-                batch=int(row.record["batch"]),
-                latency_ms=float(stats["p50_ms"]),
-                coco_ap=coco_ap(row.accuracy),
-                kitti_moderate=kitti_moderate(row.accuracy)[0],
-            )
-        )
-    return points
 
 
 def render_accuracy_latency(points: list[PlotPoint], path: Path, latency_name: str) -> Figure:

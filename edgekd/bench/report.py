@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+from edgekd.bench.plots import PlotPoint, render_accuracy_latency
+from edgekd.bench.record import BenchRecord, BenchRun
 from edgekd.bench.schema import validate_bench_payload
 from edgekd.errors import EdgeKDError
 from edgekd.evaluate.report import validate_eval_payload
@@ -34,7 +36,7 @@ PRECISION_ORDER = ("fp32", "fp16", "int8", "int8-qdq")
 class Inputs:
     """The JSON files a report combines, loaded: path -> payload."""
 
-    bench: dict[Path, dict] = field(default_factory=dict)
+    bench: dict[Path, BenchRun] = field(default_factory=dict)
     evals: dict[Path, dict] = field(default_factory=dict)
 
 
@@ -53,7 +55,7 @@ def _add(inputs: Inputs, path: Path, explicit: bool) -> None:
     data = _load_json(path)
     if isinstance(data, dict) and "format" in data and str(data["format"]).startswith("edgekd-bench"):
         validate_bench_payload(data, str(path))
-        inputs.bench[path.resolve()] = data
+        inputs.bench[path.resolve()] = BenchRun.from_dict(data)
     elif _is_eval(data):
         validate_eval_payload(data, str(path))
         inputs.evals[path.resolve()] = data
@@ -96,7 +98,7 @@ def eval_artifact(path: Path, data: dict, inputs: Inputs) -> tuple[str | None, s
         return str((path.parent / stem).resolve()), f"its name ({stem})"
     sibling = (path.parent / f"{stem}{BENCH_SUFFIX}").resolve()
     if sibling in inputs.bench:
-        artifacts = {record["artifact_path"] for record in inputs.bench[sibling]["records"]}
+        artifacts = {record.artifact_path for record in inputs.bench[sibling].records}
         if len(artifacts) == 1:
             return artifacts.pop(), f"{sibling.name} beside it"
         count = len(artifacts)
@@ -108,7 +110,7 @@ def eval_artifact(path: Path, data: dict, inputs: Inputs) -> tuple[str | None, s
 class Row:
     """One timed bench record with the accuracy paired to it."""
 
-    record: dict
+    record: BenchRecord
     created: str
     bench_file: Path
     accuracy: dict | None = None
@@ -117,15 +119,15 @@ class Row:
 
     @property
     def key(self) -> tuple[str, str, int]:
-        return self.record["artifact_path"], self.record["backend"], int(self.record["batch"])
+        return self.record.artifact_path, self.record.backend, self.record.batch
 
     @property
     def display(self) -> str:
-        path = Path(self.record["artifact"])
+        path = Path(self.record.artifact)
         return f"{path.parent.name}/{path.name}" if path.parent.name else path.name
 
     def latency(self, phase: str) -> dict | None:
-        return self.record["phases"].get(phase)
+        return self.record.latency(phase)
 
 
 def coco_ap(accuracy: dict | None, metric: str = "AP") -> float | None:
@@ -154,49 +156,45 @@ class Report:
 
 
 def _sort_key(row: Row) -> tuple:
-    precision = row.record["precision"]
+    precision = row.record.precision
     rank = PRECISION_ORDER.index(precision) if precision in PRECISION_ORDER else len(PRECISION_ORDER)
-    return row.record["run"], rank, row.record["backend"], row.display, int(row.record["batch"])
+    return row.record.run, rank, row.record.backend, row.display, row.record.batch
 
 
 def _fill_complexity(rows: list[Row]) -> None:
     """Engines carry no graph to count: take params/GFLOPs from an ONNX model (else the checkpoint) exported from
     the same source checkpoint (same sha256)."""
-    donors: dict[str, dict] = {}
-    for row in sorted(rows, key=lambda r: r.record.get("kind") != "onnx"):
-        sha = row.record.get("source_sha256")
-        if sha and row.record.get("gflops") is not None and sha not in donors:
+    donors: dict[str, BenchRecord] = {}
+    for row in sorted(rows, key=lambda r: r.record.kind != "onnx"):
+        sha = row.record.source_sha256
+        if sha and row.record.gflops is not None and sha not in donors:
             donors[sha] = row.record
     for row in rows:
-        donor = donors.get(row.record.get("source_sha256") or "")
+        donor = donors.get(row.record.source_sha256 or "")
         if donor is None:
             continue
         for key in ("params", "gflops"):
-            if row.record.get(key) is None and donor.get(key) is not None:
-                row.record[key] = donor[key]
+            if getattr(row.record, key) is None and getattr(donor, key) is not None:
+                setattr(row.record, key, getattr(donor, key))
                 row.filled.append(key)
-
-
-def _where(record: dict) -> str:
-    return f"{Path(record['artifact']).name} [{record['backend']}] batch {record['batch']}"
 
 
 def _latest_rows(inputs: Inputs, notes: list[str]) -> dict[tuple, Row]:
     """Timed records as rows, the latest per (artifact, backend, batch); skipped and duplicate ones noted."""
     rows: dict[tuple, Row] = {}
-    for path, payload in inputs.bench.items():
-        for record in payload["records"]:
-            if "skipped" in record:
-                notes.append(f"{_where(record)}: skipped in {path.name}: {record['skipped']}")
+    for path, run in inputs.bench.items():
+        for record in run.records:
+            if record.skipped is not None:
+                notes.append(f"{record.where}: skipped in {path.name}: {record.skipped}")
                 continue
-            row = Row(record, payload["created"], path)
-            if record.get("accuracy"):
-                row.accuracy, row.accuracy_source = record["accuracy"], f"bench --eval ({record.get('accuracy_data')})"
+            row = Row(record, run.created, path)
+            if record.accuracy:
+                row.accuracy, row.accuracy_source = record.accuracy, f"bench --eval ({record.accuracy_data})"
             previous = rows.get(row.key)
             if previous is not None:
                 newer, older = (row, previous) if row.created >= previous.created else (previous, row)
                 notes.append(
-                    f"{_where(record)}: measured twice; kept {newer.bench_file.name} ({newer.created}), "
+                    f"{record.where}: measured twice; kept {newer.bench_file.name} ({newer.created}), "
                     f"dropped {older.bench_file.name} ({older.created})"
                 )
                 row = newer
@@ -208,7 +206,7 @@ def _pair_evals(inputs: Inputs, rows: list[Row], notes: list[str]) -> None:
     """Give rows without accuracy the eval JSON paired with their artifact (see the module doc)."""
     by_artifact: dict[str, list[Row]] = {}
     for row in rows:
-        by_artifact.setdefault(row.record["artifact_path"], []).append(row)
+        by_artifact.setdefault(row.record.artifact_path, []).append(row)
     for path, data in inputs.evals.items():
         artifact, how = eval_artifact(path, data, inputs)
         if artifact is None or artifact not in by_artifact:
@@ -230,7 +228,7 @@ def build_report(inputs: Inputs) -> Report:
     notes: list[str] = []
     rows = sorted(_latest_rows(inputs, notes).values(), key=_sort_key)
     for row in rows:
-        notes += [f"{_where(row.record)}: {warning}" for warning in row.record.get("warnings", [])]
+        notes += [f"{row.record.where}: {warning}" for warning in row.record.warnings]
     _pair_evals(inputs, rows, notes)
     _fill_complexity(rows)
     return Report(rows, inputs, notes)
@@ -240,12 +238,34 @@ def plot_rows(report: Report, batch: int | None = None) -> list[Row]:
     """One row per artifact and backend: at `batch`, or at the smallest batch measured."""
     chosen: dict[tuple[str, str], Row] = {}
     for row in report.rows:
-        if batch is not None and int(row.record["batch"]) != batch:
+        if batch is not None and row.record.batch != batch:
             continue
-        key = (row.record["artifact_path"], row.record["backend"])
-        if key not in chosen or int(row.record["batch"]) < int(chosen[key].record["batch"]):
+        key = (row.record.artifact_path, row.record.backend)
+        if key not in chosen or row.record.batch < chosen[key].record.batch:
             chosen[key] = row
-    return [row for row in report.rows if chosen.get((row.record["artifact_path"], row.record["backend"])) is row]
+    return [row for row in report.rows if chosen.get((row.record.artifact_path, row.record.backend)) is row]
+
+
+def plot_points(rows: list[Row], phase: str) -> list[PlotPoint]:
+    """Points from report rows (one per artifact and backend, see `plot_rows`), latency = `phase` p50."""
+    points = []
+    for row in rows:
+        stats = row.latency(phase)
+        if stats is None:
+            continue
+        points.append(
+            PlotPoint(
+                run=row.record.run,
+                artifact=row.display,
+                precision=row.record.precision,
+                backend=row.record.backend,
+                batch=row.record.batch,
+                latency_ms=float(stats["p50_ms"]),
+                coco_ap=coco_ap(row.accuracy),
+                kitti_moderate=kitti_moderate(row.accuracy)[0],
+            )
+        )
+    return points
 
 
 def _fmt(value: float | None, digits: int = 2) -> str:
@@ -292,18 +312,18 @@ def summary_table(rows: list[Row], phase: str) -> str:
     for row in rows:
         record, stats = row.record, row.latency(phase)
         moderate, per_class = kitti_moderate(row.accuracy)
-        params = None if record.get("params") is None else record["params"] / 1e6
+        params = None if record.params is None else record.params / 1e6
         body.append(
             [
-                record["run"],
+                record.run,
                 row.display,
-                record["precision"],
-                record["backend"],
-                record["device"],
-                str(record["batch"]),
+                record.precision,
+                record.backend,
+                record.device,
+                str(record.batch),
                 _fmt(params) + ("*" if "params" in row.filled else ""),
-                _fmt(record.get("gflops"), 3) + ("*" if "gflops" in row.filled else ""),
-                _fmt(record.get("file_size_mib"), 1),
+                _fmt(record.gflops, 3) + ("*" if "gflops" in row.filled else ""),
+                _fmt(record.file_size_mib, 1),
                 _fmt(coco_ap(row.accuracy)),
                 _fmt(coco_ap(row.accuracy, "AP50")),
                 _fmt(moderate),
@@ -344,16 +364,16 @@ def batch_table(rows: list[Row]) -> str:
     ]
     body = []
     for row in rows:
-        phases, memory = row.record["phases"], row.record["memory"]
+        phases, memory = row.record.phases, row.record.memory
         compute, e2e = phases["compute"], phases.get("end_to_end")
         h2d, d2h = phases.get("host_to_device"), phases.get("device_to_host")
         gpu = next((memory[k] for k in ("device_peak_mib", "device_used_mib") if memory.get(k) is not None), None)
         body.append(
             [
-                row.record["run"],
+                row.record.run,
                 row.display,
-                row.record["backend"],
-                str(row.record["batch"]),
+                row.record.backend,
+                str(row.record.batch),
                 _fmt_ms(compute["p50_ms"]),
                 _fmt_ms(compute["p99_ms"]),
                 _fmt(compute["throughput_ips"], 1),
@@ -371,13 +391,13 @@ def batch_table(rows: list[Row]) -> str:
 
 def _hosts(inputs: Inputs) -> list[str]:
     lines = []
-    for path, payload in inputs.bench.items():
-        host = payload["host"]
+    for path, run in inputs.bench.items():
+        host = run.host
         gpu = host.get("gpu") or {}
         gpu_text = f", GPU {gpu.get('name')} (driver {gpu.get('driver_version')})" if gpu else ""
         lines.append(
-            f"- `{path.name}` ({payload['created']}): {host.get('cpu')}, {host.get('cpu_count')} cores"
-            f"{gpu_text}; `{payload.get('command') or 'command not recorded'}`"
+            f"- `{path.name}` ({run.created}): {host.get('cpu')}, {host.get('cpu_count')} cores"
+            f"{gpu_text}; `{run.command or 'command not recorded'}`"
         )
     return lines
 
@@ -414,7 +434,7 @@ def report_markdown(report: Report, plot_name: str, phase: str, batch: int | Non
         "Accuracy sources:",
         "",
         *[
-            f"- {row.display} [{row.record['backend']}]: {row.accuracy_source or 'none (no eval paired)'}"
+            f"- {row.display} [{row.record.backend}]: {row.accuracy_source or 'none (no eval paired)'}"
             for row in chosen
         ],
         "",
@@ -429,8 +449,6 @@ def report_markdown(report: Report, plot_name: str, phase: str, batch: int | Non
 
 def report_json(report: Report, phase: str, batch: int | None) -> dict:
     """The rows as data: what the table and the plot show."""
-    from edgekd.bench.plots import plot_points
-
     return {
         "format": "edgekd-report-v1",
         "latency_phase": phase,
@@ -438,7 +456,7 @@ def report_json(report: Report, phase: str, batch: int | None) -> dict:
         "points": [point.to_dict() for point in plot_points(plot_rows(report, batch), phase)],
         "rows": [
             {
-                "record": row.record,
+                "record": row.record.to_dict(),
                 "accuracy": row.accuracy,
                 "accuracy_source": row.accuracy_source,
                 "bench_file": str(row.bench_file),
@@ -454,7 +472,6 @@ def write_report(
 ) -> tuple[Path, Path, Report]:
     """report.md, accuracy_latency.png and report.json in `out_dir`; returns (markdown, png, report)."""
     from edgekd.atomic import atomic_output, atomic_write_text, output_dir
-    from edgekd.bench.plots import plot_points, render_accuracy_latency
 
     if phase not in LATENCY_PHASES:
         raise EdgeKDError(f"--latency {phase}: expected one of {', '.join(LATENCY_PHASES)}")
@@ -462,7 +479,7 @@ def write_report(
         raise EdgeKDError(f"--batch {batch}: must be at least 1")
     report = build_report(find_inputs(paths))
     if batch is not None and not plot_rows(report, batch):
-        batches = sorted({int(row.record["batch"]) for row in report.rows})
+        batches = sorted({row.record.batch for row in report.rows})
         raise EdgeKDError(f"--batch {batch}: no record at that batch size (measured: {batches})")
     output_dir(out_dir, "-o")
     png = out_dir / "accuracy_latency.png"

@@ -7,6 +7,7 @@ from pathlib import Path
 from rich.markup import escape
 from rich.table import Table
 
+from edgekd.bench.record import BenchRecord, BenchRun
 from edgekd.bench.timing import CV_WARN
 
 
@@ -18,8 +19,8 @@ def _ms(stats: dict | None, key: str = "p50_ms") -> str:
     return "-" if stats is None else _fmt_ms(stats[key])
 
 
-def _name(record: dict) -> str:
-    path = Path(record["artifact"])
+def _name(record: BenchRecord) -> str:
+    path = Path(record.artifact)
     return escape(f"{path.parent.name}/{path.name}" if path.parent.name else path.name)
 
 
@@ -37,25 +38,25 @@ def _table(title: str, caption: str | None, columns: tuple[str, ...], left: int 
     return table
 
 
-def bench_table(payload: dict) -> Table:
+def bench_table(run: BenchRun) -> Table:
     """Compute-only latency (ms) per artifact, backend and batch; skipped batches say why."""
     table = _table(
         "Compute-only latency, ms (network alone, input already in place)",
-        f"first call + {payload['settings']['warmup']} warm-up calls excluded; img/s = batch / p50; "
+        f"first call + {run.settings['warmup']} warm-up calls excluded; img/s = batch / p50; "
         f"CV = std / mean, over {CV_WARN:.0%} flagged",
         ("artifact", "backend", "prec", "batch", "min", "p50", "p90", "p99", "mean ± std", "CV", "img/s"),
     )
-    for record in payload["records"]:
-        if "skipped" in record:
-            table.add_row(_name(record), record["backend"], "", str(record["batch"]), "[yellow]skipped[/]")
+    for record in run.records:
+        if record.skipped is not None:
+            table.add_row(_name(record), record.backend, "", str(record.batch), "[yellow]skipped[/]")
             continue
-        compute = record["phases"]["compute"]
+        compute = record.phases["compute"]
         cv = f"{compute['cv']:.1%}"
         table.add_row(
             _name(record),
-            record["backend"],
-            record["precision"],
-            str(record["batch"]),
+            record.backend,
+            record.precision,
+            str(record.batch),
             _ms(compute, "min_ms"),
             _ms(compute),
             _ms(compute, "p90_ms"),
@@ -67,7 +68,7 @@ def bench_table(payload: dict) -> Table:
     return table
 
 
-def detail_table(payload: dict) -> Table:
+def detail_table(run: BenchRun) -> Table:
     """End-to-end p50/p99 and its stages' p50, device copies, first call and memory."""
     table = _table(
         "End-to-end (decoded frame -> boxes incl. NMS), copies and memory; ms / MiB",
@@ -88,16 +89,16 @@ def detail_table(payload: dict) -> Table:
             "GPU",
         ),
     )
-    for record in payload["records"]:
-        if "skipped" in record:
+    for record in run.records:
+        if record.skipped is not None:
             continue
-        phases = record["phases"]
+        phases = record.phases
         e2e = phases.get("end_to_end")
         stages = e2e["stages"] if e2e else {}
         table.add_row(
             _name(record),
-            record["backend"],
-            str(record["batch"]),
+            record.backend,
+            str(record.batch),
             _ms(e2e),
             _ms(e2e, "p99_ms"),
             _ms(stages.get("preprocess")),
@@ -106,7 +107,7 @@ def detail_table(payload: dict) -> Table:
             _ms(phases.get("host_to_device"), "p50_ms"),
             _ms(phases.get("device_to_host"), "p50_ms"),
             _ms(phases["compute"], "first_call_ms"),
-            f"{record['memory']['peak_rss_mib']:.0f}",
-            _device_memory(record["memory"]),
+            f"{record.memory['peak_rss_mib']:.0f}",
+            _device_memory(record.memory),
         )
     return table

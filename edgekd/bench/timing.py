@@ -1,9 +1,8 @@
 """Timing loops and honest summary statistics.
 
-A *clock* times one call of a function and returns seconds: `PerfCounterClock` (host wall clock, optionally
-synchronising a device before and after), or a CUDA-event clock (see `edgekd.bench.cuda_runtime` and the torch
-backend). `measure` runs the first call apart (lazy initialisation, engine builds and autotuning land there), then
-the warm-up, then the timed calls; only the timed calls enter the statistics.
+A *clock* (`edgekd.runtime.clock`) times one call of a function and returns seconds; each runner brings its own.
+`measure` runs the first call apart (lazy initialisation, engine builds and autotuning land there), then the
+warm-up, then the timed calls; only the timed calls enter the statistics.
 """
 
 from __future__ import annotations
@@ -11,41 +10,16 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
 
 import numpy as np
+
+from edgekd.runtime.clock import Clock, PerfCounterClock
 
 CV_WARN = 0.05
 """A timed run whose coefficient of variation (std / mean) is above this is flagged as unstable."""
 
 MIN_ITERS = 10
 """A `--seconds` budget still times at least this many calls, so percentiles mean something."""
-
-
-class Clock(Protocol):
-    """Times one call of `fn`; returns seconds."""
-
-    name: str
-
-    def __call__(self, fn: Callable[[], object]) -> float: ...
-
-
-@dataclass
-class PerfCounterClock:
-    """`time.perf_counter` around the call; `sync` (e.g. a stream synchronise) runs before the start and before
-    the stop, so asynchronous device work is inside the interval and earlier work is not."""
-
-    sync: Callable[[], None] | None = None
-    name: str = "perf_counter"
-
-    def __call__(self, fn: Callable[[], object]) -> float:
-        if self.sync is not None:
-            self.sync()
-        start = time.perf_counter()
-        fn()
-        if self.sync is not None:
-            self.sync()
-        return time.perf_counter() - start
 
 
 @dataclass

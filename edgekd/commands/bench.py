@@ -53,10 +53,10 @@ def bench_command(
 ) -> None:
     """Latency per artifact, backend and batch: min/mean/p50/p90/p99/std, throughput, compute-only vs end-to-end,
     device copies on GPU, peak memory, size, params and GFLOPs; warns when a run is unstable (CV > 5%)."""
-    from edgekd.bench.backends import BackendOptions
-    from edgekd.bench.latency import BenchOptions, bench_warnings, parse_batches, run_bench
+    from edgekd.bench.latency import BenchOptions, parse_batches, run_bench
     from edgekd.bench.tables import bench_table, detail_table
     from edgekd.evaluate.report import check_json_target, write_results_json
+    from edgekd.runtime import RunnerOptions
 
     batches = parse_batches(batch) if batch is not None else None
     options = BenchOptions(
@@ -69,7 +69,7 @@ def bench_command(
         data=data,
         split=split,
         evaluate=evaluate,
-        backend_options=BackendOptions(threads=threads, device=device, compile=compile_model),
+        backend_options=RunnerOptions(threads=threads, device=device, compile=compile_model),
     )
     options.check()
     if json_out is not None:
@@ -88,14 +88,14 @@ def bench_command(
             started[0] = True
             progress.update(task, description=escape(description))
 
-        payload = run_bench(list(artifacts), options, progress=step, command=command)
+        run = run_bench(list(artifacts), options, progress=step, command=command)
         progress.update(task, completed=progress.tasks[0].total)
-    console.print(bench_table(payload))
-    console.print(detail_table(payload))
-    for line in bench_warnings(payload):
+    console.print(bench_table(run))
+    console.print(detail_table(run))
+    for line in run.warnings():
         console.print(f"[yellow]warning:[/] {escape(line)}", highlight=False, soft_wrap=True)
     if json_out is not None:
-        write_results_json(json_out, payload)
+        write_results_json(json_out, run.to_dict())
         console.print(f"bench records written to {json_out}")
 
 

@@ -12,11 +12,12 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from edgekd.commands.options import parse_size
+from edgekd.console import print_table
 from edgekd.data.kitti import BadBoxWarning
 from edgekd.data.loader import BAD_BOX_POLICIES, load_dataset
 from edgekd.data.records import Dataset
 from edgekd.errors import EdgeKDError
+from edgekd.options import parse_size
 
 
 def _load(path: str, split: str, on_bad_box: str, console: Console) -> Dataset:
@@ -40,6 +41,9 @@ def synth(
     ),
     train: int = typer.Option(1000, "--train", help="Training images (ids 000000...)."),
     val: int = typer.Option(200, "--val", help="Validation images (the ids after the training ones)."),
+    test: int = typer.Option(
+        0, "--test", help="Held-out test images (ImageSets/test.txt, the ids after the validation ones)."
+    ),
     size: str = typer.Option("1242x375", "--size", help="Image size WIDTHxHEIGHT (KITTI: 1242x375)."),
     seed: int = typer.Option(0, "--seed", help="Same seed, same bytes."),
     workers: int = typer.Option(min(4, os.cpu_count() or 1), "--workers", help="Parallel processes."),
@@ -56,15 +60,18 @@ def synth(
 
     height, width = parse_size(size, "--size")
     summary = render_dataset(
-        out, train, val, size=(width, height), seed=seed, workers=workers, progress=not quiet, overwrite=overwrite
-    )
+        out, train, val, size=(width, height), seed=seed, workers=workers, progress=not quiet, overwrite=overwrite,
+        n_test=test,
+    )  # fmt: skip
     if quiet:
         return
-    n = summary.n_train + summary.n_val
+    n = summary.n_train + summary.n_val + summary.n_test
     per_image = ", ".join(f"{name} {count / n:.2f}" for name, count in summary.counts.items())
     console = Console()
     console.print(
-        f"wrote {n} images ({summary.n_train} train, {summary.n_val} val) to {escape(str(out))} "
+        f"wrote {n} images ({summary.n_train} train, {summary.n_val} val"
+        + (f", {summary.n_test} test" if summary.n_test else "")
+        + f") to {escape(str(out))} "
         f"in {summary.seconds:.1f} s; labels per image: {per_image}",
         highlight=False,
         soft_wrap=True,
@@ -99,7 +106,7 @@ def stats(
         classes.add_column(column, justify="left" if column == "type" else "right")
     for name, count in result.class_counts.items():
         classes.add_row(name, str(count), f"{count / n:.2f}", str(result.images_with.get(name, 0)))
-    console.print(classes)
+    print_table(console, classes)
 
     levels = Table(title="KITTI difficulty (height > min px, occluded <= max, truncated <= max)")
     levels.add_column("class")
@@ -107,7 +114,7 @@ def stats(
         levels.add_column(f"{level}\n(>{min_h:g} px, occ<={max_occ}, trunc<={max_trunc:g})", justify="right")
     for name, counts in result.difficulty.items():
         levels.add_row(name, *(str(counts[level]) for level in DIFFICULTIES))
-    console.print(levels)
+    print_table(console, levels)
 
     hist = Table(title="box height (px, DontCare excluded)")
     hist.add_column("height")
@@ -116,7 +123,7 @@ def stats(
     largest = max(result.height_hist, default=0)
     for label, count in zip(result.height_bins, result.height_hist, strict=True):
         hist.add_row(label, str(count), _bar(count, largest))
-    console.print(hist)
+    print_table(console, hist)
     occluded = ", ".join(f"{level}: {fraction:.1%}" for level, fraction in result.occluded_fractions.items())
     console.print(
         f"height < 40 px: {result.small_fraction:.1%}; occluded levels: {occluded}; "

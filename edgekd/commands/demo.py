@@ -8,8 +8,9 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from edgekd.commands.options import resolve_device
+from edgekd.console import print_table
 from edgekd.errors import EdgeKDError
+from edgekd.options import resolve_device
 
 
 def demo_command(
@@ -28,7 +29,7 @@ def demo_command(
         raise EdgeKDError(f"--preset {preset}: choose one of {', '.join(PRESETS)} or auto")
     console = Console()
     rows = run_demo(workdir, PRESETS[preset], recipe, device, console)
-    console.print(demo_table(rows))
+    print_table(console, demo_table(rows), name_columns=(0, 1))
     console.print(f"results written to {workdir / 'demo.json'}")
 
 

@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from edgekd.console import print_table
 from edgekd.data.records import Dataset, Detections, LabeledObject
 from edgekd.errors import EdgeKDError
 
@@ -51,37 +52,21 @@ def check_classes(dataset: Dataset, model: Path) -> None:
         )
 
 
-def predictions_from_checkpoint(
-    path: Path, data: Path, split: str, device: str, batch: int
+def predictions_from_model(
+    path: Path, data: Path, split: str, device: str, batch: int | None
 ) -> tuple[Dataset, dict[str, Detections]]:
-    """Load the checkpoint, then the split with the checkpoint's classes, and predict on it."""
-    from edgekd.commands.options import resolve_device
+    """Open the model on its runner (a .pt on PyTorch, an .onnx on ONNX Runtime's CPU provider, an .engine on
+    TensorRT; no torch for the latter two), load the split with the model's classes and predict on it."""
     from edgekd.data.loader import load_dataset
-    from edgekd.models.checkpoint import load_detector
-    from edgekd.models.inference import predict_dataset
+    from edgekd.runtime import RunnerOptions, evaluation_backend, open_runner, predict_dataset
 
-    if path.suffix != ".pt":
-        raise EdgeKDError(f"{path}: expected a .pt checkpoint or an exported .onnx / .engine model")
-    device = resolve_device(device)
-    detector, _ = load_detector(path, device)
-    dataset = load_dataset(data, split, classes=tuple(detector.config.classes))
-    check_classes(dataset, path)
-    return dataset, predict_dataset(detector, dataset, device=device, batch_size=batch)
-
-
-def predictions_from_artifact(
-    path: Path, data: Path, split: str, batch: int | None
-) -> tuple[Dataset, dict[str, Detections]]:
-    """Run an exported model (.onnx / .engine) with the pre/post-processing its metadata describes; no torch."""
-    from edgekd.data.loader import load_dataset
-    from edgekd.export.metadata import read_metadata
-    from edgekd.runtime import predict_artifact
-
-    if not path.is_file():
-        raise EdgeKDError(f"exported model not found: {path}")
-    dataset = load_dataset(data, split, classes=tuple(read_metadata(path).classes))
-    check_classes(dataset, path)
-    return dataset, predict_artifact(path, dataset, batch=batch)
+    backend = evaluation_backend(path)
+    if path.suffix == ".pt" and batch is None:
+        batch = 8
+    with open_runner(path, backend, RunnerOptions(device=device)) as runner:
+        dataset = load_dataset(data, split, classes=tuple(runner.info.classes))
+        check_classes(dataset, path)
+        return dataset, predict_dataset(runner, dataset, batch)
 
 
 def eval_command(
@@ -112,17 +97,14 @@ def eval_command(
     if predictions is not None:
         dataset = load_dataset(data, split)
         detections = predictions_from_dir(predictions, dataset)
-    elif model.suffix in (".onnx", ".engine"):
-        dataset, detections = predictions_from_artifact(model, data, split, batch)
     else:
-        dataset, detections = predictions_from_checkpoint(model, data, split, device, batch or 8)
-    results = evaluate_detections(dataset, detections)
-    results["artifact"] = str(model if model is not None else predictions)
+        dataset, detections = predictions_from_model(model, data, split, device, batch)
+    result = evaluate_detections(dataset, detections)
     console = Console()
-    for table in results_table(results):
-        console.print(table)
+    for table in results_table(result):
+        print_table(console, table)
     if json_out is not None:
-        write_results_json(json_out, results)
+        write_results_json(json_out, {**result.to_dict(), "artifact": str(model if model is not None else predictions)})
         console.print(f"metrics written to {json_out}")
 
 

@@ -71,8 +71,8 @@ def export_command(
     quiet: Annotated[bool, typer.Option("--quiet", help="Only the final summary.")] = False,
 ) -> None:
     """Export a checkpoint: ONNX + metadata + parity report (+ INT8 QDQ, + TensorRT engine)."""
-    from edgekd.export.metadata import BatchSpec
     from edgekd.export.run import ExportOptions, export_checkpoint
+    from edgekd.runtime.metadata import BatchSpec
 
     if batch is not None and dynamic_batch is not None:
         raise EdgeKDError("give either --batch B or --dynamic-batch MIN:OPT:MAX, not both")
@@ -100,7 +100,7 @@ def export_command(
     console = Console(quiet=quiet or json_out)
     result = export_checkpoint(checkpoint, options, console)
     if json_out:
-        typer.echo(json.dumps(result.report, indent=2))
+        typer.echo(json.dumps(result.report.to_dict(), indent=2))
         return
     written = [result.onnx] + [p for p in (result.int8_onnx, result.engine) if p is not None]
     Console(soft_wrap=True).print(

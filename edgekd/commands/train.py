@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from edgekd.atomic import output_dir
-from edgekd.commands.options import parse_size, resolve_device
 from edgekd.errors import EdgeKDError
+from edgekd.options import parse_size, resolve_device
 
 if TYPE_CHECKING:
     from edgekd.train.trainer import Trainer
@@ -80,6 +80,21 @@ GpusOption = Annotated[
     typer.Option("--gpus", min=1, help="Train on N local GPUs: starts torchrun with N processes (DDP)."),
 ]
 QuietOption = Annotated[bool, typer.Option("--quiet", help="No progress bars.")]
+ClassMapOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--class-map",
+        help="YAML 'dataset class: class of the pretrained weights' (null: re-initialise) for the class-aware "
+        "head start; Car, Pedestrian, Cyclist, Van, Truck map to COCO by default.",
+    ),
+]
+TrainableLayersOption = Annotated[
+    int | None,
+    typer.Option(
+        "--trainable-backbone-layers",
+        help="With pretrained weights: backbone stages that train (torchvision's rule; default 3, BN frozen).",
+    ),
+]
 
 
 def prepare_run_dir(out: Path, resume: bool) -> None:
@@ -145,9 +160,23 @@ def train_command(
     workers: WorkersOption = 0,
     compile: CompileOption = False,
     gpus: GpusOption = None,
-    pretrained_backbone: Annotated[
-        Path | None, typer.Option("--pretrained-backbone", help="Local ImageNet weights of the backbone.")
+    pretrained: Annotated[
+        str | None,
+        typer.Option(
+            "--pretrained",
+            help="Start from weights: 'coco' (torchvision's file in the torch hub cache; torchvision zoo entries) "
+            "or a state_dict / edgekd checkpoint file.",
+        ),
     ] = None,
+    pretrained_backbone: Annotated[
+        str | None,
+        typer.Option(
+            "--pretrained-backbone",
+            help="ImageNet weights of the backbone: 'imagenet' (torchvision's file in the hub cache) or a file.",
+        ),
+    ] = None,
+    class_map: ClassMapOption = None,
+    trainable_backbone_layers: TrainableLayersOption = None,
     quiet: QuietOption = False,
 ) -> None:
     """Train a detector from the zoo; writes best.pt, last.pt, metrics.csv and metrics.png.
@@ -158,7 +187,8 @@ def train_command(
 
     from edgekd.data.loader import load_dataset
     from edgekd.models.detector import DetectorConfig
-    from edgekd.models.zoo import build_detector, model_spec
+    from edgekd.models.pretrained import PretrainedOptions, build_pretrained_detector
+    from edgekd.models.zoo import model_spec
     from edgekd.train import distributed
     from edgekd.train.objective import DetectionObjective
     from edgekd.train.trainer import Trainer, TrainOptions
@@ -174,7 +204,9 @@ def train_command(
             quiet=quiet,
         )  # fmt: skip
         torch.manual_seed(seed)
-        detector = build_detector(DetectorConfig(model, train_data.classes, input_size), pretrained_backbone)
+        start = PretrainedOptions(pretrained, pretrained_backbone, class_map, trainable_backbone_layers)
+        echo = typer.echo if env.is_main else (lambda _: None)
+        detector = build_pretrained_detector(DetectorConfig(model, train_data.classes, input_size), start, echo)
         trainer = Trainer(DetectionObjective(detector), train_data, val_data, out, options, {"data": str(data)})
         run_trainer(trainer, out, resume, env.is_main, "best checkpoint", force)
 

@@ -262,7 +262,7 @@ def report_bad_boxes(
         raise EdgeKDError(
             messages[0]
             + (f" ({len(messages)} such boxes in {source})" if len(messages) > 1 else "")
-            + " (load with on_bad_box='warn' to keep and list them)"
+            + "; fix or remove the box (`edgekd data stats DATA --split SPLIT` lists every such box)"
         )
     shown = "\n  ".join(messages[:5]) + (f"\n  ... and {len(messages) - 5} more" if len(messages) > 5 else "")
     message = f"{len(messages)} {kind} box(es) kept in {source}:\n  {shown}"

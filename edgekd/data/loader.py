@@ -194,3 +194,15 @@ def load_dataset(
         f"{path}: not a dataset: expected a KITTI directory (label_2/ or training/label_2/), a COCO .json file, "
         f"or a directory with annotations/instances_{split}.json"
     )
+
+
+def check_trainable(dataset: Dataset) -> list[str]:
+    """Refuse a training split that labels no object of its classes (training would run to AP 0 on nothing);
+    return the classes it has no object of, for the caller to warn about."""
+    counts = dataset.class_counts()
+    if not any(counts.values()):
+        raise EdgeKDError(
+            f"{dataset.root} (split {dataset.split!r}): no labelled object of the classes {list(dataset.classes)} in "
+            f"{len(dataset)} images; nothing to train on (check the label types and the split)"
+        )
+    return [name for name, count in counts.items() if count == 0]

@@ -76,6 +76,15 @@ class Dataset:
     def __len__(self) -> int:
         return len(self.records)
 
+    def class_counts(self) -> dict[str, int]:
+        """Labelled objects per class of `classes` (other types, e.g. DontCare or Van, are not counted)."""
+        counts = dict.fromkeys(self.classes, 0)
+        for record in self.records:
+            for obj in record.objects:
+                if obj.type in counts:
+                    counts[obj.type] += 1
+        return counts
+
 
 @dataclass
 class Detections:

@@ -205,6 +205,7 @@ class SynthSummary:
     n_val: int
     seconds: float
     counts: dict[str, int]  # labelled objects per type over all images
+    n_test: int = 0
 
 
 def _check_existing(out: Path, overwrite: bool) -> None:
@@ -253,19 +254,22 @@ def render_dataset(
     config: SynthConfig | None = None,
     progress: bool = True,
     overwrite: bool = False,
+    n_test: int = 0,
 ) -> SynthSummary:
-    """Render n_train + n_val scenes into a KITTI directory (ids 000000..; ImageSets/train.txt lists the first
-    n_train, val.txt the next n_val, trainval.txt all). Same arguments -> byte-identical files, for any `workers`.
+    """Render n_train + n_val + n_test scenes into a KITTI directory (ids 000000..; ImageSets/train.txt lists the
+    first n_train, val.txt the next n_val, trainval.txt both, test.txt the n_test after them: a held-out split from
+    the same generator, every scene drawn from its own id). Same arguments -> byte-identical files, for any
+    `workers`; adding test images leaves the train and val files unchanged.
 
     `out_dir` is created if needed; other files in it are left alone. When it already holds a non-empty image_2/,
     label_2/, calib/ or ImageSets/ this is an error unless `overwrite`, which replaces those folders (and
     synth_config.json) once the new dataset is complete. Rendering goes to a hidden folder in `out_dir`, so a
     failure (full disk, Ctrl-C) leaves `out_dir` as it was.
     """
-    if n_train < 0 or n_val < 0 or n_train + n_val == 0:
-        raise EdgeKDError(f"--train/--val: need a positive number of images, got {n_train} + {n_val}")
-    if n_train + n_val > MAX_IMAGES:
-        raise EdgeKDError(f"--train/--val: at most {MAX_IMAGES} images (six-digit ids)")
+    if n_train < 0 or n_val < 0 or n_test < 0 or n_train + n_val + n_test == 0:
+        raise EdgeKDError(f"--train/--val/--test: need a positive number of images, got {n_train} + {n_val} + {n_test}")
+    if n_train + n_val + n_test > MAX_IMAGES:
+        raise EdgeKDError(f"--train/--val/--test: at most {MAX_IMAGES} images (six-digit ids)")
     if workers < 1:
         raise EdgeKDError(f"--workers: must be >= 1, got {workers}")
     if seed < 0:
@@ -275,14 +279,13 @@ def render_dataset(
     out = output_dir(Path(out_dir), "output folder")
     _check_existing(out, overwrite)
     with _staging(out) as staging:
-        return _render_into(staging, out, n_train, n_val, size, seed, workers, cfg, progress)
+        return _render_into(staging, out, (n_train, n_val, n_test), size, seed, workers, cfg, progress)
 
 
 def _render_into(
     staging: Path,
     out: Path,
-    n_train: int,
-    n_val: int,
+    counts_per_split: tuple[int, int, int],
     size: tuple[int, int],
     seed: int,
     workers: int,
@@ -290,7 +293,8 @@ def _render_into(
     progress: bool,
 ) -> SynthSummary:
     """Render every scene, the split files and synth_config.json into `staging` (the summary names `out`)."""
-    total = n_train + n_val
+    n_train, n_val, n_test = counts_per_split
+    total = n_train + n_val + n_test
     jobs = [(i, seed, tuple(size), cfg, str(staging)) for i in range(total)]
     counts: Counter[str] = Counter()
     start = time.perf_counter()
@@ -306,13 +310,14 @@ def _render_into(
                     counts.update(result)
                     advance()
     ids = [image_id(i) for i in range(total)]
-    splits = {"train": ids[:n_train], "val": ids[n_train:], "trainval": ids}
+    held_out = n_train + n_val
+    splits = {"train": ids[:n_train], "val": ids[n_train:held_out], "trainval": ids[:held_out], "test": ids[held_out:]}
     for name, split in splits.items():
         if split:
             (staging / "ImageSets" / f"{name}.txt").write_text("".join(f"{i}\n" for i in split))
     meta = {"generator": "edgekd.data.synth", "seed": seed, "size": list(size), "config": dataclasses.asdict(cfg)}
     (staging / CONFIG_NAME).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
-    return SynthSummary(out, n_train, n_val, time.perf_counter() - start, dict(sorted(counts.items())))
+    return SynthSummary(out, n_train, n_val, time.perf_counter() - start, dict(sorted(counts.items())), n_test)
 
 
 @contextmanager

@@ -11,37 +11,10 @@ from torch import Tensor, nn
 
 from edgekd.data.torch_dataset import DetectionDataset
 from edgekd.distill.losses import build_loss
-from edgekd.distill.losses.base import KDInputs
-from edgekd.distill.losses.global_prototypes import (
-    batch_instance_features,
-    pgm_candidates,
-    sample_images_per_class,
-)
+from edgekd.distill.losses.base import EpochContext, KDInputs
 from edgekd.distill.pairing import check_losses
 from edgekd.models.detector import Detector, Targets
-from edgekd.models.two_stage import FasterRCNNDetector
 from edgekd.train.objective import DetectionObjective, StepInfo
-
-_NEEDS_TEACHER_GRADS = {"gkd"}
-_NEEDS_LOGITS = {"logits", "global"}
-_LOGIT_PROPOSALS_PER_IMAGE = 128
-
-
-def candidate_labels(source: DetectionDataset, index: int, min_size: float) -> Tensor:
-    """Labels of image `index`'s prototype candidates (`pgm_candidates` on its boxes in network pixels, as
-    `source[index]` scales them), read from the records without decoding the image."""
-    record = source.dataset.records[index]
-    boxes, labels = record.targets(source.dataset.classes)
-    height, width = source.input_size
-    scale = torch.tensor([width / record.width, height / record.height], dtype=torch.float32).repeat(2)
-    return torch.from_numpy(labels)[pgm_candidates(torch.from_numpy(boxes) * scale, min_size)]
-
-
-def _per_level(batches: list[list[Tensor]], detector: Detector, device: torch.device) -> list[Tensor]:
-    """Per-batch, per-level instance features joined per level; (0, C) per level when there were no batches."""
-    if not batches:
-        return [torch.zeros(0, detector.out_channels, device=device) for _ in detector.strides]
-    return [torch.cat(level) for level in zip(*batches)]
 
 
 def freeze(teacher: Detector) -> Detector:
@@ -55,7 +28,9 @@ class DistillObjective(DetectionObjective):
     """`detector` is the student; `losses` (name -> KDLoss) own their adaptation layers.
 
     Building it validates every loss's options and checks that each loss can pair this teacher and student
-    (`pairing.check_losses`); errors name `source` (the recipe file) when given.
+    (`pairing.check_losses`); errors name `source` (the recipe file) when given. Each step computes what some loss
+    declares it needs (`KDLoss.needs_teacher_feature_grads`, `KDLoss.needs_logits`); before each epoch every loss's
+    `on_epoch_start` sees the pair and `train_images` (un-augmented training images at the input size).
     """
 
     def __init__(
@@ -63,13 +38,12 @@ class DistillObjective(DetectionObjective):
         student: Detector,
         teacher: Detector,
         loss_options: dict[str, dict],
-        prototype_source: DetectionDataset | None = None,
+        train_images: DetectionDataset | None = None,
         source: str | None = None,
     ) -> None:
         super().__init__(student)
         self.teacher = freeze(teacher)
-        self.prototype_source = prototype_source
-        self._teacher_instances: tuple[Tensor, list[Tensor]] | None = None
+        self.train_images = train_images
         student_channels = [student.out_channels] * len(student.strides)
         teacher_channels = [teacher.out_channels] * len(teacher.strides)
         self.losses = nn.ModuleDict(
@@ -106,10 +80,12 @@ class DistillObjective(DetectionObjective):
             epoch=info.epoch,
             max_epochs=info.max_epochs,
         )
-        if _NEEDS_TEACHER_GRADS & set(self.losses):
+        if any(loss.needs_teacher_feature_grads for loss in self.losses.values()):
             inputs.teacher_feature_grads = self.teacher_feature_grads(teacher_feats, targets)
-        if _NEEDS_LOGITS & set(self.losses):
-            self.add_logits(inputs, student_head, student_feats, teacher_feats)
+        if any(loss.needs_logits for loss in self.losses.values()):
+            logits = student.paired_logits(student_head, student_feats, teacher, teacher_feats)
+            inputs.student_logits, inputs.teacher_logits = logits.student, logits.teacher
+            inputs.logit_boxes, inputs.logit_activation = logits.boxes, logits.activation
         parts = {name: float(value.detach()) for name, value in losses.items()}
         total = sum(losses.values())
         for name, loss in self.losses.items():
@@ -127,78 +103,11 @@ class DistillObjective(DetectionObjective):
             grads = torch.autograd.grad(sum(losses.values()), leaves, allow_unused=True)
         return [torch.zeros_like(leaf) if g is None else g.detach() for leaf, g in zip(leaves, grads)]
 
-    def add_logits(
-        self, inputs: KDInputs, student_head: dict, student_feats: list[Tensor], teacher_feats: list[Tensor]
-    ) -> None:
-        """Class logits of student and teacher on the same boxes: all priors (one-stage) or the student's
-        top RPN proposals (two-stage, softmax over background + classes)."""
-        student, teacher = self.detector, self.teacher
-        if isinstance(student, FasterRCNNDetector):
-            proposals = [p[:_LOGIT_PROPOSALS_PER_IMAGE].detach() for p in student.proposals(student_head)]
-            student_logits = student.roi_outputs(student_feats, proposals)[0]
-            with torch.no_grad():
-                teacher_logits = teacher.roi_outputs(teacher_feats, proposals)[0]
-            sizes = [p.shape[0] for p in proposals]
-            inputs.student_logits = list(student_logits.split(sizes))
-            inputs.teacher_logits = list(teacher_logits.split(sizes))
-            inputs.logit_boxes = proposals
-            inputs.logit_activation = "softmax"
-            return
-        with torch.no_grad():
-            teacher_logits = teacher.class_logits(teacher.head(teacher_feats))
-        priors = torch.cat(inputs.priors)
-        inputs.student_logits = list(student.class_logits(student_head).unbind(0))
-        inputs.teacher_logits = list(teacher_logits.unbind(0))
-        inputs.logit_boxes = [priors] * len(inputs.student_logits)
-        inputs.logit_activation = "sigmoid"
-
     def on_epoch_start(self, epoch: int) -> None:
-        """Global KD's Prototype Generation Module runs every `pgm_every` epochs (Tang et al., ECCV 2022)."""
-        if "global" not in self.losses or self.prototype_source is None:
-            return
-        if epoch % self.losses["global"].config["pgm_every"] == 0:
-            self.losses["global"].fit_prototypes(*self.instance_features())
-
-    @torch.no_grad()
-    def instance_features(self) -> tuple[Tensor, list[Tensor], list[Tensor]]:
-        """Labels and per-level student / teacher features of the prototype candidates: GT boxes larger than
-        `pgm_min_size` on un-augmented training images, for each class from up to `pgm_max_samples` images
-        holding such a box of that class, drawn with a fixed seed (`sample_images_per_class`), so every epoch
-        reads the same instances and the frozen teacher's features are computed once and cached."""
-        cfg = self.losses["global"].config
-        student, teacher = self.detector, self.teacher
-        source = self.prototype_source
-        candidates = [candidate_labels(source, index, cfg["pgm_min_size"]) for index in range(len(source))]
-        per_class = sample_images_per_class(candidates, cfg["num_classes"], cfg["pgm_max_samples"])
-        wanted: dict[int, list[int]] = {}
-        for class_index, images in enumerate(per_class):
-            for index in images.tolist():
-                wanted.setdefault(index, []).append(class_index)
-        order = sorted(wanted)
-        was_training = student.training
-        student.eval()
-        device = next(student.parameters()).device
-        labels, student_feats, teacher_feats = [torch.zeros(0, dtype=torch.long)], [], []
-        for start in range(0, len(order), 8):
-            batch = [(index, source[index]) for index in order[start : start + 8]]
-            images = torch.stack([sample[0] for _, sample in batch]).to(device)
-            keep = [
-                pgm_candidates(sample[1]["boxes"], cfg["pgm_min_size"])
-                & torch.isin(sample[1]["labels"], torch.tensor(wanted[index]))
-                for index, sample in batch
-            ]
-            boxes = [sample[1]["boxes"][k].to(device) for (_, sample), k in zip(batch, keep)]
-            labels += [sample[1]["labels"][k] for (_, sample), k in zip(batch, keep)]
-            x = student.preprocess(images)
-            student_feats.append(batch_instance_features(student.features(x), boxes, student.strides))
-            if self._teacher_instances is None:
-                teacher_feats.append(batch_instance_features(teacher.features(x), boxes, teacher.strides))
-        student.train(was_training)
-        all_labels = torch.cat(labels).to(device)
-        per_level_student = _per_level(student_feats, student, device)
-        if self._teacher_instances is None:
-            self._teacher_instances = (all_labels, _per_level(teacher_feats, teacher, device))
-        return all_labels, per_level_student, self._teacher_instances[1]
+        """Every loss's `on_epoch_start` (global KD regenerates its prototypes), with the pair and training images."""
+        context = EpochContext(self.detector, self.teacher, self.train_images)
+        for loss in self.losses.values():
+            loss.on_epoch_start(epoch, context)
 
     def extra_state(self) -> dict:
         return {"losses": self.losses.state_dict()}

@@ -56,6 +56,7 @@ def need_met(need: PairNeed, teacher: Detector, student: Detector) -> bool:
     if need is PairNeed.ALIGNED_MAPS:
         return aligned
     same_head = teacher.family == student.family and teacher.anchors_per_location() == student.anchors_per_location()
+    same_head = same_head and teacher.prior_layout() == student.prior_layout()
     return aligned and same_head
 
 

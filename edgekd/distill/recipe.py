@@ -3,7 +3,6 @@
 ```yaml
 teacher: retinanet_resnet50          # zoo name the recipe was written for
 student: retinanet_mobilenet_v3
-img_size: 640x192
 inherit: false                       # initialise student neck+heads from the teacher where shapes match
 schedule: {epochs: 12, batch: 8, lr: 0.002}
 losses:
@@ -11,6 +10,10 @@ losses:
 ```
 Every key, value and loss option is checked before training starts; a mistake is an error naming the file and
 the key (`recipe.yaml: schedule.batch 0: must be a whole number >= 1`).
+
+`img_size` (WIDTHxHEIGHT) is optional and best left out: distillation runs at the teacher's input size, so that
+teacher and student feature maps align cell for cell; a recipe that sets it is refused for a teacher of another
+size.
 """
 
 from __future__ import annotations

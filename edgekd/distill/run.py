@@ -16,7 +16,8 @@ from edgekd.distill.recipe import Recipe
 from edgekd.errors import EdgeKDError
 from edgekd.models.checkpoint import load_detector
 from edgekd.models.detector import DetectorConfig
-from edgekd.models.zoo import build_detector, model_spec
+from edgekd.models.pretrained import PretrainedOptions, build_pretrained_detector
+from edgekd.models.zoo import model_spec
 from edgekd.train.trainer import Trainer, TrainOptions
 
 
@@ -30,6 +31,24 @@ def schedule_options(recipe: Recipe, options: TrainOptions, overrides: dict[str,
     return replace(options, **values)
 
 
+def check_input_size(
+    teacher_size: tuple[int, int], teacher_path: Path, recipe: Recipe, img_size: tuple[int, int] | None
+) -> None:
+    """Distillation runs at the teacher's input size (height, width): an `--img-size` or a recipe `img_size` of
+    another size is an error giving the teacher's size (teacher and student features must align cell for cell)."""
+    teacher_text = f"{teacher_size[1]}x{teacher_size[0]}"
+    if img_size is not None and tuple(img_size) != teacher_size:
+        raise EdgeKDError(
+            f"--img-size {img_size[1]}x{img_size[0]}: the teacher {teacher_path} was trained at {teacher_text}, and "
+            f"the student must see the teacher's input size; leave out --img-size (or pass {teacher_text})"
+        )
+    if recipe.input_size is not None and recipe.input_size != teacher_size:
+        raise EdgeKDError(
+            f"{recipe.path}: img_size {recipe.img_size}: the teacher {teacher_path} was trained at {teacher_text}, "
+            f"and the student must see the teacher's input size; remove img_size from the recipe to follow the teacher"
+        )
+
+
 def build_distill_trainer(
     teacher_path: Path,
     student_name: str | None,
@@ -39,8 +58,14 @@ def build_distill_trainer(
     out_dir: Path,
     options: TrainOptions,
     console: Console,
+    img_size: tuple[int, int] | None = None,
+    student_start: PretrainedOptions | None = None,
 ) -> Trainer:
-    """Load and freeze the teacher, build the student and the KD losses, check the pair; fail before training."""
+    """Load and freeze the teacher, build the student and the KD losses, check the pair; fail before training.
+
+    The student runs at the teacher's input size; `img_size` (height, width; `--img-size`), when given, must equal it.
+    `student_start` gives the student's pretrained weights (`--student-pretrained` and friends); random by default.
+    """
     student_name = student_name or recipe.student
     if not student_name:
         raise EdgeKDError(f"no student: pass --student or set 'student' in {recipe.path}")
@@ -52,14 +77,12 @@ def build_distill_trainer(
         raise EdgeKDError(
             f"teacher {teacher_path} detects {list(teacher.config.classes)}, the dataset has {list(train_data.classes)}"
         )
-    if recipe.input_size is not None and recipe.input_size != tuple(teacher.config.input_size):
-        raise EdgeKDError(
-            f"{recipe.path} asks img_size {recipe.img_size} but the teacher was trained at "
-            f"{teacher.config.input_size[1]}x{teacher.config.input_size[0]}; features would not align"
-        )
+    check_input_size(tuple(teacher.config.input_size), teacher_path, recipe, img_size)
     torch.manual_seed(options.seed)
     student_config = DetectorConfig(student_name, tuple(teacher.config.classes), tuple(teacher.config.input_size))
-    student = build_detector(student_config)
+    student = build_pretrained_detector(
+        student_config, student_start or PretrainedOptions(), lambda line: console.print(line, markup=False)
+    )
     check_pair(teacher, student)
     if recipe.inherit:
         copied, total = inherit_from_teacher(teacher, student)
@@ -70,7 +93,7 @@ def build_distill_trainer(
                 f"[yellow]warning: no neck or head weight inherited ({student_name}'s neck and head differ in width "
                 f"from {teacher.config.name}'s, at most output biases match); pair equal widths to inherit[/]"
             )
-    prototype_source = DetectionDataset(train_data, student_config.input_size) if "global" in recipe.losses else None
-    objective = DistillObjective(student, teacher, recipe.losses, prototype_source, source=recipe.path)
+    train_images = DetectionDataset(train_data, student_config.input_size)  # decodes only what a loss reads
+    objective = DistillObjective(student, teacher, recipe.losses, train_images, source=recipe.path)
     extra = {"recipe": recipe.to_dict(), "teacher": str(teacher_path), "teacher_model": payload["config"]["name"]}
     return Trainer(objective, train_data, val_data, out_dir, options, extra)

@@ -10,8 +10,19 @@ from edgekd.data.records import KITTI_CLASSES, Dataset, Detections, LabeledObjec
 from edgekd.errors import EdgeKDError
 from edgekd.evaluate.coco import evaluate_coco
 from edgekd.evaluate.kitti import evaluate_kitti
+from edgekd.evaluate.result import CocoAP, DifficultyAP, EvalResult, KittiClassAP, summarize
 
-__all__ = ["detections_to_objects", "evaluate_coco", "evaluate_detections", "evaluate_kitti"]
+__all__ = [
+    "CocoAP",
+    "DifficultyAP",
+    "EvalResult",
+    "KittiClassAP",
+    "detections_to_objects",
+    "evaluate_coco",
+    "evaluate_detections",
+    "evaluate_kitti",
+    "summarize",
+]
 
 
 def detections_to_objects(det: Detections, classes: Sequence[str]) -> list[LabeledObject]:
@@ -29,21 +40,18 @@ def detections_to_objects(det: Detections, classes: Sequence[str]) -> list[Label
     ]
 
 
-def evaluate_detections(dataset: Dataset, dets: Mapping[str, Detections]) -> dict:
-    """COCO metrics, plus the KITTI benchmark when the dataset is in KITTI format and has KITTI classes.
-
-    Returns ``{"coco": {...}}`` and, for KITTI, the keys of ``evaluate_kitti`` (``kitti``, ``kitti_r11``,
-    ``kitti_notes``); all AP values in percent.
-    """
-    results: dict = {"coco": evaluate_coco(dataset.records, dets, dataset.classes)}
+def evaluate_detections(dataset: Dataset, dets: Mapping[str, Detections]) -> EvalResult:
+    """COCO metrics, plus the KITTI benchmark (AP|R40 and 11-point AP of the dataset's KITTI classes) when the
+    dataset is in KITTI format and has KITTI classes; all AP values in percent."""
+    coco = evaluate_coco(dataset.records, dets, dataset.classes)
     kitti_classes = tuple(c for c in dataset.classes if c in KITTI_CLASSES)
-    if dataset.format == "kitti" and kitti_classes:
-        objects = {}
-        for image_id, det in dets.items():
-            try:
-                objects[image_id] = detections_to_objects(det, dataset.classes)
-            except EdgeKDError as error:
-                raise EdgeKDError(f"image {image_id}: {error}") from None
-        gt = {record.image_id: record.objects for record in dataset.records}
-        results.update(evaluate_kitti(gt, objects, kitti_classes))
-    return results
+    if dataset.format != "kitti" or not kitti_classes:
+        return EvalResult.from_dicts(coco)
+    objects = {}
+    for image_id, det in dets.items():
+        try:
+            objects[image_id] = detections_to_objects(det, dataset.classes)
+        except EdgeKDError as error:
+            raise EdgeKDError(f"image {image_id}: {error}") from None
+    gt = {record.image_id: record.objects for record in dataset.records}
+    return EvalResult.from_dicts(coco, evaluate_kitti(gt, objects, kitti_classes))

@@ -282,3 +282,96 @@ def evaluate_kitti(
             if n_gt[d] == 0:
                 result["kitti_notes"].append(f"{cls}: no {name} ground truth; AP reported as 0")
     return result
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What the KITTI rules make of one detection or one ground-truth object at one difficulty.
+
+    kind: "tp" (a counted match), "fp" (a counted false positive), "missed" (counted ground truth left unmatched,
+    a false negative) or "ignored" (neither counted nor penalised; `reason` says why).
+    """
+
+    kind: str
+    reason: str = ""
+
+
+@dataclass
+class ImageMatch:
+    """Outcomes of one image: one per detection and one per ground-truth object, in the order given."""
+
+    detections: list[Outcome]
+    ground_truth: list[Outcome]
+
+    def count(self, kind: str) -> int:
+        """True positives ("tp"), false positives ("fp") or misses ("missed") of the image, as the AP counts them."""
+        return sum(o.kind == kind for o in (self.ground_truth if kind in ("tp", "missed") else self.detections))
+
+
+def _ignored_gt_reason(img: _ImageArrays, g: int, d: int) -> str:
+    """Why a ground truth of the evaluated class does not count at difficulty `d` (the criteria of ``_clean``)."""
+    reasons = []
+    if img.gt_height[g] <= MIN_HEIGHT[d]:
+        reasons.append(f"height <= {MIN_HEIGHT[d]:g} px")
+    if img.gt_occlusion[g] > MAX_OCCLUSION[d]:
+        reasons.append(f"occluded {img.gt_occlusion[g]}")
+    if img.gt_truncation[g] > MAX_TRUNCATION[d]:
+        reasons.append(f"truncated {img.gt_truncation[g]:.2f}")
+    return ", ".join(reasons)
+
+
+def match_image(
+    gt: Sequence[LabeledObject],
+    dets: Sequence[LabeledObject],
+    classes: Sequence[str] = KITTI_CLASSES,
+    difficulty: str = "moderate",
+    image_id: str = "image",
+) -> ImageMatch:
+    """Per-detection and per-ground-truth outcomes of one image under the evaluator's own cleaning and second-pass
+    matching (``_clean``, ``_match``), with every given detection active: the true positives, false positives and
+    misses that the AP counts at a score threshold equal to the lowest given score (pass only the detections at or
+    above the threshold). Detections of classes outside `classes` and ground truth of other types are ignored.
+    """
+    if difficulty not in DIFFICULTIES:
+        raise EdgeKDError(f"KITTI difficulty {difficulty!r}: expected one of {', '.join(DIFFICULTIES)}")
+    unknown = [c for c in classes if c not in MIN_OVERLAP]
+    if unknown:
+        known = ", ".join(MIN_OVERLAP)
+        raise EdgeKDError(f"KITTI evaluation: unknown class(es) {', '.join(unknown)}; the benchmark evaluates {known}")
+    d = DIFFICULTIES.index(difficulty)
+    img = _image_arrays(image_id, gt, dets)
+    det_out: list[Outcome | None] = [None] * len(dets)
+    gt_out: list[Outcome | None] = [None] * len(gt)
+    active = np.ones((1, len(dets)), dtype=bool)
+    for cls in classes:
+        key, thr = cls.lower(), MIN_OVERLAP[cls]
+        keep, ignored_gt, ignored_det = _clean(img, key)
+        tp_det, assigned = _match(
+            img.iou[:, keep], ignored_gt[d : d + 1], ignored_det[d : d + 1], active, img.det_scores, thr, True
+        )
+        for i, g in enumerate(keep):
+            if img.gt_types[g] != key:
+                gt_out[g] = gt_out[g] or Outcome("ignored", f"neighbouring class of {cls}")
+            elif ignored_gt[d, i] == 0:
+                gt_out[g] = Outcome("tp") if tp_det[0, i] >= 0 else Outcome("missed")
+            else:
+                gt_out[g] = Outcome("ignored", f"{difficulty}: {_ignored_gt_reason(img, g, d)}")
+        matched = set(tp_det[0][tp_det[0] >= 0].tolist())
+        for j in np.flatnonzero(img.det_types == key):
+            if ignored_det[d, j] == 1:
+                det_out[j] = Outcome("ignored", f"height < {MIN_HEIGHT[d]:g} px")
+            elif j in matched:
+                det_out[j] = Outcome("tp")
+            elif assigned[0, j]:
+                det_out[j] = Outcome("ignored", "matches an ignored object")
+            elif img.dontcare_overlap[j] > thr:
+                det_out[j] = Outcome("ignored", "on a DontCare region")
+            else:
+                det_out[j] = Outcome("fp")
+    return ImageMatch(
+        detections=[o or Outcome("ignored", "class not evaluated") for o in det_out],
+        ground_truth=[
+            o or Outcome("ignored", "DontCare" if obj.type == "DontCare" else "class not evaluated")
+            for o, obj in zip(gt_out, gt, strict=True)
+        ],
+    )

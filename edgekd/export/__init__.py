@@ -1,5 +1,5 @@
-"""Export: ONNX (NMS none | onnx | trt-plugin), INT8 QDQ, TensorRT engines, metadata and parity reports.
+"""Export: ONNX (NMS none | onnx | trt-plugin), INT8 QDQ, TensorRT engines, their metadata and parity reports.
 
-Entry point: `edgekd.export.run.export_checkpoint`. `metadata` is torch-free (the runtime reads it on devices
-without torch); the other modules import torch, onnx, onnxruntime or tensorrt lazily where they need them.
+Entry point: `edgekd.export.run.export_checkpoint`. The metadata format lives in `edgekd.runtime.metadata`, where
+the torch-free runtime reads it; the modules here import torch, onnx, onnxruntime or tensorrt lazily where needed.
 """

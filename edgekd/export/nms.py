@@ -14,7 +14,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from edgekd.errors import EdgeKDError
-from edgekd.export.metadata import PADDED_OUTPUTS, RAW_OUTPUTS
+from edgekd.runtime.metadata import PADDED_OUTPUTS, RAW_OUTPUTS
 from edgekd.runtime.postprocess import PostprocessConfig
 
 PLUGIN_DOMAIN = "TRT"  # TensorRT's ONNX parser resolves unknown ops through its plugin registry by op type

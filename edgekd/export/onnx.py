@@ -22,8 +22,8 @@ import numpy as np
 import onnx
 
 from edgekd.errors import EdgeKDError
-from edgekd.export.metadata import INPUT_NAME, NMS_MODES, RAW_OUTPUTS, BatchSpec
 from edgekd.export.nms import append_efficient_nms, append_onnx_nms
+from edgekd.runtime.metadata import INPUT_NAME, NMS_MODES, RAW_OUTPUTS, BatchSpec
 from edgekd.runtime.postprocess import PostprocessConfig
 
 MIN_OPSET = 13  # Unsqueeze/ReduceSum with axes as inputs, GatherND batch_dims (NMS tail)

@@ -8,7 +8,7 @@ boxes) to the nearest proposal of the other backend, and proposals without a cou
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from rich.table import Table
@@ -125,29 +125,127 @@ def compare_raw(
         )
 
 
-def ap_summary(results: dict) -> dict[str, float]:
-    """COCO AP, AP50 and mean KITTI Moderate AP|R40 (percent) of `evaluate_detections`' results."""
-    from edgekd.train.trainer import summarize
+def ap_summary(result: object) -> dict[str, float]:
+    """COCO AP, AP50 and mean KITTI Moderate AP|R40 (percent) of an evaluation (`evaluate_detections`)."""
+    from edgekd.evaluate import summarize
 
-    return summarize(results)
-
-
-def ap_row(name: str, summary: dict[str, float], reference: dict[str, float] | None, enforced: bool) -> dict:
-    """One AP table row; with a reference, the differences and (if `enforced`) whether they are within tolerance."""
-    row: dict = {"name": name, **summary}
-    if reference is not None:
-        deltas = {key: summary[key] - reference[key] for key in AP_KEYS if key in summary and key in reference}
-        row["delta"] = deltas
-        if enforced:
-            row["tolerance"] = AP_TOLERANCE
-            row["passed"] = all(abs(value) <= AP_TOLERANCE for key, value in deltas.items() if key != "AP50")
-    return row
+    return summarize(result)
 
 
-def report_passed(report: dict) -> bool:
-    raw_ok = report["raw"].get("passed", True)
-    ap_ok = all(row.get("passed", True) for row in report.get("ap", {}).get("rows", []))
-    return raw_ok and ap_ok
+@dataclass
+class ApRow:
+    """One row of the AP table: a backend/precision's headline metrics and, against the reference row, their
+    differences; `tolerance` and `passed` only on the row the export is judged by."""
+
+    name: str
+    metrics: dict[str, float]
+    delta: dict[str, float] | None = None
+    tolerance: float | None = None
+    passed: bool | None = None
+
+    @classmethod
+    def measured(cls, name: str, metrics: dict[str, float], reference: ApRow | None, enforced: bool) -> ApRow:
+        """A row of `metrics`; with a reference row, the differences and (if `enforced`) whether they hold."""
+        if reference is None:
+            return cls(name, metrics)
+        delta = {
+            key: metrics[key] - reference.metrics[key] for key in AP_KEYS if key in metrics and key in reference.metrics
+        }
+        if not enforced:
+            return cls(name, metrics, delta)
+        passed = all(abs(value) <= AP_TOLERANCE for key, value in delta.items() if key != "AP50")
+        return cls(name, metrics, delta, AP_TOLERANCE, passed)
+
+    def to_dict(self) -> dict:
+        row: dict = {"name": self.name, **self.metrics}
+        if self.delta is not None:
+            row["delta"] = self.delta
+        if self.tolerance is not None:
+            row["tolerance"] = self.tolerance
+            row["passed"] = self.passed
+        return row
+
+
+@dataclass
+class ApSection:
+    """AP of each backend on the validation data; `rows[0]` is PyTorch, the reference of the others."""
+
+    dataset: str
+    images: int
+    rows: list[ApRow]
+    note: str | None = None
+
+    @property
+    def reference(self) -> ApRow:
+        return self.rows[0]
+
+    def to_dict(self) -> dict:
+        return {
+            "dataset": self.dataset,
+            "images": self.images,
+            "rows": [row.to_dict() for row in self.rows],
+            "note": self.note,
+        }
+
+
+@dataclass
+class TensorRTStatus:
+    """What became of the engine: built (and where) or why not, with the trtexec command that builds it."""
+
+    status: str
+    trtexec: str
+
+    def to_dict(self) -> dict:
+        return {"status": self.status, "trtexec": self.trtexec}
+
+
+@dataclass
+class ParityReport:
+    """The parity report of one export (parity.json / parity.md): raw differences, AP per backend, notes.
+
+    `ap` is None when no --data was given (`ap_skipped` says so); `int8_model` and `tensorrt` are set when those
+    artifacts were asked for."""
+
+    checkpoint: str
+    checkpoint_sha256: str
+    model: str
+    nms: str
+    batch: str
+    opset: int
+    raw: RawDifference
+    raw_inputs: str
+    raw_tolerance: float = RAW_TOLERANCE
+    ap: ApSection | None = None
+    ap_skipped: str | None = None
+    notes: list[str] = field(default_factory=list)
+    int8_model: str | None = None
+    tensorrt: TensorRTStatus | None = None
+
+    @property
+    def passed(self) -> bool:
+        """Raw outputs within tolerance and every enforced AP row within tolerance."""
+        ap_ok = self.ap is None or all(row.passed is not False for row in self.ap.rows)
+        return self.raw.within(self.raw_tolerance) and ap_ok
+
+    def to_dict(self) -> dict:
+        """The parity.json layout."""
+        data: dict = {
+            "checkpoint": self.checkpoint,
+            "checkpoint_sha256": self.checkpoint_sha256,
+            "model": self.model,
+            "nms": self.nms,
+            "batch": self.batch,
+            "opset": self.opset,
+            "raw": self.raw.to_dict(self.raw_inputs, self.raw_tolerance),
+            "notes": list(self.notes),
+            "ap": self.ap.to_dict() if self.ap is not None else {"skipped": self.ap_skipped},
+            "passed": self.passed,
+        }
+        if self.int8_model is not None:
+            data["int8_model"] = self.int8_model
+        if self.tensorrt is not None:
+            data["tensorrt"] = self.tensorrt.to_dict()
+        return data
 
 
 def _fmt(value: object, scientific: bool = False) -> str:
@@ -156,95 +254,91 @@ def _fmt(value: object, scientific: bool = False) -> str:
     return "" if value is None else str(value)
 
 
-def _verdict(row: dict) -> str:
-    if "passed" not in row:
+def _verdict(passed: bool | None) -> str:
+    if passed is None:
         return "info"
-    return "ok" if row["passed"] else "FAIL"
+    return "ok" if passed else "FAIL"
 
 
-def report_tables(report: dict) -> list[Table]:
+def _raw_cells(report: ParityReport, output: str) -> tuple[str, str]:
+    raw = report.raw
+    maximum, total, count = {
+        "boxes": (raw.boxes_max, raw.boxes_sum, raw.boxes_count),
+        "scores": (raw.scores_max, raw.scores_sum, raw.scores_count),
+    }[output]
+    return _fmt(maximum, True), _fmt(total / max(count, 1), True)
+
+
+def _ap_cells(row: ApRow) -> list[str]:
+    delta = row.delta or {}
+    cells = [row.name, *(_fmt(row.metrics.get(key)) for key in AP_KEYS)]
+    return cells + [_fmt(delta.get("AP")), _fmt(delta.get("kitti_moderate")), _verdict(row.passed) if delta else ""]
+
+
+def _unmatched(report: ParityReport) -> str | None:
+    raw = report.raw
+    return f"{raw.unmatched} of {raw.valid}" if raw.valid else None
+
+
+def report_tables(report: ParityReport) -> list[Table]:
     """Rich tables of a parity report: raw differences, then AP per backend/precision."""
-    raw = report["raw"]
-    title = f"Raw output parity, PyTorch vs ONNX Runtime ({raw['inputs']})"
-    table = Table(title=title)
+    table = Table(title=f"Raw output parity, PyTorch vs ONNX Runtime ({report.raw_inputs})")
     for column in ("output", "max |diff|", "mean |diff|", "tolerance", "verdict"):
         table.add_column(column, justify="left" if column == "output" else "right")
+    verdict = _verdict(report.raw.within(report.raw_tolerance))
     for output in ("boxes", "scores"):
-        table.add_row(
-            output,
-            _fmt(raw[f"{output}_max_abs"], True),
-            _fmt(raw[f"{output}_mean_abs"], True),
-            _fmt(raw.get("tolerance"), True),
-            _verdict(raw),
-        )
-    if "valid_proposals" in raw:
-        table.caption = f"proposals without a counterpart: {raw['unmatched_proposals']} of {raw['valid_proposals']}"
+        table.add_row(output, *_raw_cells(report, output), _fmt(report.raw_tolerance, True), verdict)
+    if _unmatched(report):
+        table.caption = f"proposals without a counterpart: {_unmatched(report)}"
     tables = [table]
-    ap = report.get("ap", {})
-    if ap.get("rows"):
-        ap_table = Table(title=f"AP on {ap['dataset']} ({ap['images']} images), percent", caption=ap.get("note"))
+    ap = report.ap
+    if ap is not None and ap.rows:
+        ap_table = Table(title=f"AP on {ap.dataset} ({ap.images} images), percent", caption=ap.note)
         for column in ("model", "AP", "AP50", "KITTI Mod", "dAP", "dKITTI Mod", "verdict"):
             ap_table.add_column(column, justify="left" if column == "model" else "right")
-        for row in ap["rows"]:
-            delta = row.get("delta", {})
-            ap_table.add_row(
-                row["name"],
-                _fmt(row.get("AP")),
-                _fmt(row.get("AP50")),
-                _fmt(row.get("kitti_moderate")),
-                _fmt(delta.get("AP")),
-                _fmt(delta.get("kitti_moderate")),
-                _verdict(row) if delta else "",
-            )
+        for row in ap.rows:
+            ap_table.add_row(*_ap_cells(row))
         tables.append(ap_table)
     return tables
 
 
-def report_markdown(report: dict) -> str:
+def report_markdown(report: ParityReport) -> str:
     """The parity report as Markdown (saved beside the model)."""
-    raw = report["raw"]
     lines = [
-        f"# Export parity: {report['model']}",
+        f"# Export parity: {report.model}",
         "",
-        f"- checkpoint: `{report['checkpoint']}` (sha256 {report['checkpoint_sha256'][:12]}...)",
-        f"- NMS: {report['nms']}; batch: {report['batch']}; opset {report['opset']}",
-        f"- verdict: **{'passed' if report['passed'] else 'FAILED'}**",
+        f"- checkpoint: `{report.checkpoint}` (sha256 {report.checkpoint_sha256[:12]}...)",
+        f"- NMS: {report.nms}; batch: {report.batch}; opset {report.opset}",
+        f"- verdict: **{'passed' if report.passed else 'FAILED'}**",
         "",
-        f"## Raw outputs, PyTorch vs ONNX Runtime ({raw['inputs']})",
+        f"## Raw outputs, PyTorch vs ONNX Runtime ({report.raw_inputs})",
         "",
         "| output | max abs diff | mean abs diff | tolerance |",
         "|---|---:|---:|---:|",
     ]
     for output in ("boxes", "scores"):
-        lines.append(
-            f"| {output} | {_fmt(raw[f'{output}_max_abs'], True)} | {_fmt(raw[f'{output}_mean_abs'], True)} "
-            f"| {_fmt(raw.get('tolerance'), True)} |"
-        )
-    if "valid_proposals" in raw:
-        lines += ["", f"Proposals without a counterpart: {raw['unmatched_proposals']} of {raw['valid_proposals']}."]
-    ap = report.get("ap", {})
+        maximum, mean = _raw_cells(report, output)
+        lines.append(f"| {output} | {maximum} | {mean} | {_fmt(report.raw_tolerance, True)} |")
+    if _unmatched(report):
+        lines += ["", f"Proposals without a counterpart: {_unmatched(report)}."]
+    ap = report.ap
     lines += ["", "## AP", ""]
-    if not ap.get("rows"):
-        lines.append(ap.get("skipped", "not measured"))
+    if ap is None or not ap.rows:
+        lines.append(report.ap_skipped or "not measured")
     else:
         lines += [
-            f"{ap['dataset']}, {ap['images']} images; percent.",
+            f"{ap.dataset}, {ap.images} images; percent.",
             "",
             "| model | AP | AP50 | KITTI Mod | dAP | dKITTI Mod | verdict |",
             "|---|---:|---:|---:|---:|---:|---|",
         ]
-        for row in ap["rows"]:
-            delta = row.get("delta", {})
-            cells = [row["name"], *(_fmt(row.get(key)) for key in AP_KEYS)]
-            cells += [_fmt(delta.get("AP")), _fmt(delta.get("kitti_moderate")), _verdict(row) if delta else ""]
-            lines.append("| " + " | ".join(cells) + " |")
-        if ap.get("note"):
-            lines += ["", ap["note"]]
-    for note in report.get("notes", []):
+        lines += ["| " + " | ".join(_ap_cells(row)) + " |" for row in ap.rows]
+        if ap.note:
+            lines += ["", ap.note]
+    for note in report.notes:
         lines += ["", f"- {note}"]
-    tensorrt = report.get("tensorrt")
-    if tensorrt:
-        lines += ["", "## TensorRT", "", tensorrt.get("status", "")]
-        if tensorrt.get("trtexec"):
-            lines += ["", "```", tensorrt["trtexec"], "```"]
+    if report.tensorrt is not None:
+        lines += ["", "## TensorRT", "", report.tensorrt.status]
+        if report.tensorrt.trtexec:
+            lines += ["", "```", report.tensorrt.trtexec, "```"]
     return "\n".join(lines) + "\n"

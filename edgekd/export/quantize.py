@@ -30,6 +30,7 @@ HEAD_OUTPUT_LAYERS: dict[str, tuple[str, ...]] = {
     "fcos": ("classification_head/cls_logits", "regression_head/bbox_reg", "regression_head/bbox_ctrness"),
     # the adapter calls the RPN head directly (not through rpn.forward), so its scope is "/head"
     "fasterrcnn": ("/head/cls_logits", "/head/bbox_pred", "box_predictor/cls_score", "box_predictor/bbox_pred"),
+    "gfl": ("head_module/gfl_cls", "head_module/gfl_reg"),
 }
 """Per family, name fragments of the ONNX nodes kept in float by default (`--int8-keep auto`)."""
 

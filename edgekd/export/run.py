@@ -21,7 +21,20 @@ from edgekd.atomic import atomic_write_bytes, atomic_write_text
 from edgekd.data.records import Dataset, Detections
 from edgekd.errors import EdgeKDError
 from edgekd.export.folder import ExportFolder
-from edgekd.export.metadata import (
+from edgekd.export.parity import (
+    INT8_AP_AIM,
+    RAW_TOLERANCE,
+    ApRow,
+    ApSection,
+    ParityReport,
+    RawDifference,
+    TensorRTStatus,
+    ap_summary,
+    compare_raw,
+    report_markdown,
+    report_tables,
+)
+from edgekd.runtime.metadata import (
     BatchSpec,
     ExportMetadata,
     file_sha256,
@@ -29,20 +42,11 @@ from edgekd.export.metadata import (
     metadata_path,
     write_metadata,
 )
-from edgekd.export.parity import (
-    INT8_AP_AIM,
-    RAW_TOLERANCE,
-    RawDifference,
-    ap_row,
-    ap_summary,
-    compare_raw,
-    report_markdown,
-    report_passed,
-    report_tables,
-)
 from edgekd.runtime.onnx_runner import OnnxRunner
-from edgekd.runtime.postprocess import EFFICIENT_NMS_TOPK, PostprocessConfig, postprocess_padded, postprocess_raw
-from edgekd.runtime.preprocess import iterate_batches, pad_batch
+from edgekd.runtime.postprocess import EFFICIENT_NMS_TOPK, PostprocessConfig, decode_outputs
+from edgekd.runtime.preprocess import iterate_batches
+from edgekd.runtime.runner import predict_dataset
+from edgekd.runtime.torch_runner import TorchRunner
 
 EXPORT_ROOT = Path("export")
 RANDOM_PARITY_SEED = 0
@@ -71,13 +75,13 @@ class ExportOptions:
 
 @dataclass
 class ExportResult:
-    """Paths written by an export and its parity report (a dict, also saved as parity.json / parity.md)."""
+    """Paths written by an export and its parity report (also saved as parity.json / parity.md)."""
 
     out_dir: Path
     onnx: Path
     int8_onnx: Path | None
     engine: Path | None
-    report: dict
+    report: ParityReport
 
 
 def default_out_dir(checkpoint: Path) -> Path:
@@ -100,65 +104,71 @@ def check_options(options: ExportOptions) -> None:
         raise EdgeKDError(f"--threads {options.threads}: must be at least 1")
 
 
-class _Backends:
-    """The PyTorch detector and ONNX Runtime sessions compared batch by batch."""
+@dataclass
+class _ParityRunners:
+    """The PyTorch detector and the exported graphs, each behind its runner, compared batch by batch.
 
-    def __init__(self, detector: object, raw_model: bytes, final_model: bytes | None, nms: str, threads: int | None):
-        self.detector = detector
-        self.raw = OnnxRunner(raw_model, threads=threads)
-        self.final = OnnxRunner(final_model, threads=threads) if final_model is not None else None
-        self.nms = nms
-        config = detector.config
-        self.post = PostprocessConfig(
-            config.score_thresh, config.nms_thresh, config.max_detections, config.topk_candidates
+    `raw` runs the graph without NMS (boxes, scores), `final` the graph with its ONNX NonMaxSuppression tail
+    (--nms onnx only); `proposal_rows` is K for Faster R-CNN, whose raw rows are matched per proposal."""
+
+    reference: TorchRunner
+    raw: OnnxRunner
+    final: OnnxRunner | None
+    proposal_rows: int | None
+
+    @classmethod
+    def build(cls, detector: object, exported: object, meta: ExportMetadata, options: ExportOptions) -> _ParityRunners:
+        raw_meta = dataclasses.replace(meta, nms="none")
+        final = None
+        if options.nms == "onnx":
+            final = OnnxRunner(exported.model.SerializeToString(), meta, threads=options.threads)
+        return cls(
+            TorchRunner.in_memory(detector, options.batch),
+            OnnxRunner(exported.raw.SerializeToString(), raw_meta, threads=options.threads),
+            final,
+            len(meta.classes) if detector.family == "fasterrcnn" else None,
         )
-        self.proposal_rows = len(config.classes) if detector.family == "fasterrcnn" else None
 
-    def torch_raw(self, images: np.ndarray) -> tuple[object, object]:
-        import torch
-
-        with torch.no_grad():
-            return self.detector.raw(torch.from_numpy(images))
-
-    def torch_detections(self, raw: tuple, scales: np.ndarray) -> list[Detections]:
-        import torch
-
-        return self.detector.postprocess(raw[0], raw[1], torch.from_numpy(scales))
+    def compare(self, images: np.ndarray, count: int, stats: RawDifference) -> tuple[dict, dict]:
+        """Both backends' outputs of a batch, their raw differences over the first `count` images added to `stats`."""
+        reference = self.reference.infer(images)
+        outputs = self.raw.infer(images)
+        host = self.reference.raw_outputs(reference)
+        compare_raw(
+            (host["boxes"][:count], host["scores"][:count]),
+            (outputs["boxes"][:count], outputs["scores"][:count]),
+            stats,
+            self.proposal_rows,
+        )
+        return reference, outputs
 
 
 def _evaluate_parity(
-    backends: _Backends, dataset: Dataset | None, batch: int, dynamic: bool, stats: RawDifference, console: Console
+    runners: _ParityRunners, dataset: Dataset | None, nms: str, stats: RawDifference, console: Console
 ) -> dict[str, dict[str, Detections]]:
     """Fill `stats` with raw differences; with a dataset, also return detections per backend per image."""
     detections: dict[str, dict[str, Detections]] = {"pytorch": {}, "onnx": {}, "emulation": {}}
-    height, width = backends.detector.config.input_size
+    height, width = runners.raw.info.input_size
+    batch = runners.raw.info.default_batch
     if dataset is None:
         generator = np.random.default_rng(RANDOM_PARITY_SEED)
         images = generator.uniform(0, 255, size=(batch, 3, height, width)).astype(np.float32)
-        reference = [t.numpy() for t in backends.torch_raw(images)]
-        outputs = backends.raw.run(images)
-        compare_raw(tuple(reference), (outputs["boxes"], outputs["scores"]), stats, backends.proposal_rows)
+        runners.compare(images, batch, stats)
         return detections
-    emulation = dataclasses.replace(backends.post, topk_candidates=EFFICIENT_NMS_TOPK)
+    emulation = dataclasses.replace(runners.raw.post, topk_candidates=EFFICIENT_NMS_TOPK)
     batches = iterate_batches(dataset, (height, width), batch)
     total = -(-len(dataset) // batch)
     for ids, images, scales in track(batches, "parity: PyTorch vs ONNX Runtime", total, console=console):
-        count = len(ids)
-        if not dynamic:
-            images, scales = pad_batch(images, batch), pad_batch(scales, batch, fill=1.0)
-        torch_raw = backends.torch_raw(images)
-        reference = tuple(t.numpy()[:count] for t in torch_raw)
-        outputs = backends.raw.run(images)
-        raw = (outputs["boxes"][:count], outputs["scores"][:count])
-        compare_raw(reference, raw, stats, backends.proposal_rows)
-        detections["pytorch"].update(zip(ids, backends.torch_detections(torch_raw, scales)))
-        if backends.final is not None:
-            exported = postprocess_padded(backends.final.run(images), scales)
+        images, scales = runners.raw.pad(images, scales)
+        reference, outputs = runners.compare(images, len(ids), stats)
+        detections["pytorch"].update(zip(ids, runners.reference.decode(reference, scales)))
+        if runners.final is not None:
+            exported = runners.final.decode(runners.final.infer(images), scales)
         else:
-            exported = postprocess_raw(*raw, scales[:count], backends.post)
+            exported = runners.raw.decode(outputs, scales)
         detections["onnx"].update(zip(ids, exported))
-        if backends.nms == "trt-plugin":
-            detections["emulation"].update(zip(ids, postprocess_raw(*raw, scales[:count], emulation)))
+        if nms == "trt-plugin":
+            detections["emulation"].update(zip(ids, decode_outputs(outputs, scales, "none", emulation)))
     return detections
 
 
@@ -207,48 +217,49 @@ def _reject(path: Path) -> Path:
     return rejected
 
 
-def _save_report(out_dir: Path, report: dict) -> None:
+def _save_report(out_dir: Path, report: ParityReport) -> None:
     import json
 
-    atomic_write_text(out_dir / "parity.json", json.dumps(report, indent=2) + "\n")
+    atomic_write_text(out_dir / "parity.json", json.dumps(report.to_dict(), indent=2) + "\n")
     atomic_write_text(out_dir / "parity.md", report_markdown(report))
 
 
-def _failure_message(report: dict, rejected: Path) -> str:
-    raw = report["raw"]
+def _failure_message(report: ParityReport, rejected: Path) -> str:
+    raw = report.raw
     lines = [
         f"export failed parity (kept as {rejected} for inspection; report in {rejected.parent / 'parity.md'}):",
-        f"  raw boxes max |diff| {raw['boxes_max_abs']:.3g}, scores max |diff| {raw['scores_max_abs']:.3g} "
-        f"(tolerance {RAW_TOLERANCE:g})",
+        f"  raw boxes max |diff| {raw.boxes_max:.3g}, scores max |diff| {raw.scores_max:.3g} "
+        f"(tolerance {report.raw_tolerance:g})",
     ]
-    if "valid_proposals" in raw:
-        lines.append(f"  proposals without a counterpart: {raw['unmatched_proposals']} of {raw['valid_proposals']}")
-    for row in report.get("ap", {}).get("rows", []):
-        if row.get("passed") is False:
-            deltas = ", ".join(f"{key} {value:+.2f}" for key, value in row["delta"].items())
-            lines.append(f"  {row['name']}: {deltas} AP points (tolerance {row['tolerance']})")
+    if raw.valid:
+        lines.append(f"  proposals without a counterpart: {raw.unmatched} of {raw.valid}")
+    for row in report.ap.rows if report.ap is not None else []:
+        if row.passed is False:
+            deltas = ", ".join(f"{key} {value:+.2f}" for key, value in row.delta.items())
+            lines.append(f"  {row.name}: {deltas} AP points (tolerance {row.tolerance})")
     return "\n".join(lines)
 
 
-def _ap_section(dataset: Dataset, detections: dict, options: ExportOptions, topk: int) -> dict:
+def _ap_section(dataset: Dataset, detections: dict, options: ExportOptions, topk: int) -> ApSection:
     """AP rows: PyTorch, the exported model (enforced), and for trt-plugin the EfficientNMS emulation (shown)."""
     from edgekd.evaluate import evaluate_detections
 
-    reference = ap_summary(evaluate_detections(dataset, detections["pytorch"]))
-    rows = [ap_row("PyTorch eager FP32", reference, None, False)]
+    reference = ApRow.measured(
+        "PyTorch eager FP32", ap_summary(evaluate_detections(dataset, detections["pytorch"])), None, False
+    )
     exported = ap_summary(evaluate_detections(dataset, detections["onnx"]))
-    rows.append(ap_row(_exported_name(options.nms), exported, reference, True))
+    rows = [reference, ApRow.measured(_exported_name(options.nms), exported, reference, True)]
     note = None
     if options.nms == "trt-plugin":
         emulated = ap_summary(evaluate_detections(dataset, detections["emulation"]))
         name = f"EfficientNMS_TRT emulation (top-{EFFICIENT_NMS_TOPK} before NMS)"
-        rows.append(ap_row(name, emulated, reference, False))
+        rows.append(ApRow.measured(name, emulated, reference, False))
         note = (
             f"EfficientNMS_TRT keeps the top {EFFICIENT_NMS_TOPK} scores above the threshold before NMS, PyTorch the "
             f"top {topk}: the emulation row shows what that changes; measure the engine itself with "
             "`edgekd eval MODEL.engine` on the device."
         )
-    return {"dataset": f"{options.data} ({options.split})", "images": len(dataset), "rows": rows, "note": note}
+    return ApSection(f"{options.data} ({options.split})", len(dataset), rows, note)
 
 
 def export_checkpoint(checkpoint: str | Path, options: ExportOptions, console: Console | None = None) -> ExportResult:
@@ -296,35 +307,31 @@ def _export(
         f"batch {options.batch.describe()}, opset {options.opset}"
     )
     exported = build_onnx(detector, options.nms, options.batch, options.opset)
-    raw_bytes = exported.raw.SerializeToString()
-    model_bytes = exported.model.SerializeToString()
-    batch = options.batch.opt
-    final_bytes = model_bytes if options.nms == "onnx" else None
-    backends = _Backends(detector, raw_bytes, final_bytes, options.nms, options.threads)
+    meta = _metadata(detector, source, options, exported.num_candidates)
     stats = RawDifference()
-    detections = _evaluate_parity(backends, dataset, batch, options.batch.dynamic, stats, console)
-    inputs = f"{stats.images} validation images" if dataset is not None else "random input (no --data)"
-    report: dict = {
-        "checkpoint": str(checkpoint),
-        "checkpoint_sha256": source["sha256"],
-        "model": str(out_dir / "model.onnx"),
-        "nms": options.nms,
-        "batch": options.batch.describe(),
-        "opset": options.opset,
-        "raw": stats.to_dict(inputs, RAW_TOLERANCE),
-        "notes": [],
-    }
+    detections = _evaluate_parity(
+        _ParityRunners.build(detector, exported, meta, options), dataset, options.nms, stats, console
+    )
+    report = ParityReport(
+        checkpoint=str(checkpoint),
+        checkpoint_sha256=source["sha256"],
+        model=str(out_dir / "model.onnx"),
+        nms=options.nms,
+        batch=options.batch.describe(),
+        opset=options.opset,
+        raw=stats,
+        raw_inputs=f"{stats.images} validation images" if dataset is not None else "random input (no --data)",
+        raw_tolerance=RAW_TOLERANCE,
+    )
     if dataset is None:
-        report["ap"] = {"skipped": "AP not measured: no --data given (raw outputs checked on random input)"}
+        report.ap_skipped = "AP not measured: no --data given (raw outputs checked on random input)"
         console.print("[yellow]note:[/] no --data: AP parity skipped, raw outputs checked on random input")
     else:
-        report["ap"] = _ap_section(dataset, detections, options, detector.config.topk_candidates)
-    report["passed"] = report_passed(report)
+        report.ap = _ap_section(dataset, detections, options, detector.config.topk_candidates)
 
-    meta = _metadata(detector, source, options, exported.num_candidates)
     onnx_path = work / "model.onnx"
-    _write_model(onnx_path, model_bytes, meta)
-    if not report["passed"]:
+    _write_model(onnx_path, exported.model.SerializeToString(), meta)
+    if not report.passed:
         rejected = _reject(onnx_path)
         _save_report(work, report)
         folder.commit()
@@ -350,10 +357,10 @@ def _export(
     return ExportResult(out_dir, *written, report)
 
 
-def _print_report(console: Console, report: dict) -> None:
+def _print_report(console: Console, report: ParityReport) -> None:
     for table in report_tables(report):
         console.print(table)
-    for note in report.get("notes", []):
+    for note in report.notes:
         console.print(f"[yellow]note:[/] {note}")
 
 
@@ -363,7 +370,7 @@ def _export_int8(
     options: ExportOptions,
     meta: ExportMetadata,
     dataset: Dataset | None,
-    report: dict,
+    report: ParityReport,
     folder: ExportFolder,
     console: Console,
 ) -> Path:
@@ -379,7 +386,7 @@ def _export_int8(
     calibration = load_dataset(calib_root, calib_split, classes=tuple(meta.classes))
     records = calibration_records(calibration, options.calib_images)
     if len(records) < MIN_RECOMMENDED_IMAGES:
-        report["notes"].append(
+        report.notes.append(
             f"INT8 calibrated on only {len(records)} images ({calib_root}, split {calib_split}); use a few hundred "
             "real images for a trustworthy INT8 model"
         )
@@ -398,23 +405,17 @@ def _export_int8(
     int8_meta = dataclasses.replace(meta, precision="int8-qdq", quantization=info)
     path = folder.work / "model_int8.onnx"
     _write_model(path, quantized.SerializeToString(), int8_meta)
-    report["int8_model"] = str(folder.final_path(path))
+    report.int8_model = str(folder.final_path(path))
     if dataset is not None:
-        runner = OnnxRunner(quantized_raw.SerializeToString(), threads=options.threads)
-        batch = options.batch.opt
-        found: dict[str, Detections] = {}
-        for ids, images, scales in iterate_batches(dataset, tuple(meta.input_size), batch):
-            if not options.batch.dynamic:
-                images, scales = pad_batch(images, batch), pad_batch(scales, batch, fill=1.0)
-            outputs = runner.run(images)
-            found.update(zip(ids, postprocess_raw(outputs["boxes"], outputs["scores"], scales, post)))
-        summary = ap_summary(evaluate_detections(dataset, found))
-        reference = report["ap"]["rows"][0]
-        row = ap_row("ONNX Runtime INT8 QDQ, host NMS", summary, {k: reference[k] for k in summary}, False)
-        report["ap"]["rows"].append(row)
-        loss = -row["delta"]["AP"]
+        runner = OnnxRunner(
+            quantized_raw.SerializeToString(), dataclasses.replace(int8_meta, nms="none"), threads=options.threads
+        )
+        summary = ap_summary(evaluate_detections(dataset, predict_dataset(runner, dataset)))
+        row = ApRow.measured("ONNX Runtime INT8 QDQ, host NMS", summary, report.ap.reference, False)
+        report.ap.rows.append(row)
+        loss = -row.delta["AP"]
         if loss > INT8_AP_AIM:
-            report["notes"].append(
+            report.notes.append(
                 f"INT8 loses {loss:.2f} AP points (aim: under {INT8_AP_AIM}); calibrate on more images or keep more "
                 "layers in float (--int8-keep)"
             )
@@ -427,7 +428,7 @@ def _export_engine(
     meta: ExportMetadata,
     options: ExportOptions,
     dataset: Dataset | None,
-    report: dict,
+    report: ParityReport,
     folder: ExportFolder,
     console: Console,
 ) -> Path:
@@ -451,10 +452,7 @@ def _export_engine(
     command = trtexec_command(final_source, final_engine, shown, options.batch, meta.input_size, meta.input_name)
     problems = tensorrt_problems()
     if problems:
-        report["tensorrt"] = {
-            "status": "not built here: missing " + "; ".join(problems),
-            "trtexec": command,
-        }
+        report.tensorrt = TensorRTStatus("not built here: missing " + "; ".join(problems), command)
         raise EdgeKDError(
             "cannot build a TensorRT engine here, missing: "
             + "; ".join(problems)
@@ -476,17 +474,14 @@ def _export_engine(
     precision = engine_options.precision
     engine_meta = dataclasses.replace(meta, precision=precision, tensorrt=info)
     write_metadata(engine_path, engine_meta)
-    report["tensorrt"] = {
-        "status": f"built {folder.final_path(engine_path)} with TensorRT {info['version']} on {info['gpu']}",
-        "trtexec": command,
-    }
+    report.tensorrt = TensorRTStatus(
+        f"built {folder.final_path(engine_path)} with TensorRT {info['version']} on {info['gpu']}", command
+    )
     if dataset is not None:
         from edgekd.evaluate import evaluate_detections
         from edgekd.runtime import predict_artifact
 
         summary = ap_summary(evaluate_detections(dataset, predict_artifact(engine_path, dataset)))
-        reference = report["ap"]["rows"][0]
-        report["ap"]["rows"].append(
-            ap_row(f"TensorRT {precision} engine (nms {meta.nms})", summary, {k: reference[k] for k in summary}, False)
-        )
+        name = f"TensorRT {precision} engine (nms {meta.nms})"
+        report.ap.rows.append(ApRow.measured(name, summary, report.ap.reference, False))
     return engine_path

@@ -19,7 +19,7 @@ from pathlib import Path
 from edgekd.atomic import atomic_write_bytes
 from edgekd.data.records import ImageRecord
 from edgekd.errors import EdgeKDError
-from edgekd.export.metadata import BatchSpec
+from edgekd.runtime.metadata import BatchSpec
 from edgekd.runtime.preprocess import load_images, pad_batch
 
 
@@ -89,7 +89,7 @@ def trtexec_command(
 
 def _calibrator(
     trt: object,
-    device: object,
+    cuda: object,
     records: Sequence[ImageRecord],
     input_size: Sequence[int],
     batch: int,
@@ -102,7 +102,8 @@ def _calibrator(
         def __init__(self) -> None:
             trt.IInt8EntropyCalibrator2.__init__(self)
             self.position = 0
-            self.pointer = device.alloc(batch * 3 * height * width * 4)
+            self.stream = cuda.create_stream()
+            self.pointer = cuda.malloc(batch * 3 * height * width * 4)
 
         def get_batch_size(self) -> int:
             return batch
@@ -112,7 +113,7 @@ def _calibrator(
                 return None
             images, _ = load_images(records[self.position : self.position + batch], (height, width))
             self.position += batch
-            device.to_device(self.pointer, pad_batch(images, batch))
+            cuda.upload(self.pointer, pad_batch(images, batch), self.stream)
             return [self.pointer]
 
         def read_calibration_cache(self) -> bytes | None:
@@ -121,6 +122,11 @@ def _calibrator(
         def write_calibration_cache(self, data: object) -> None:
             if cache is not None:
                 atomic_write_bytes(cache, bytes(data))
+
+        def close(self) -> None:
+            """Free the device batch and the stream."""
+            cuda.free(self.pointer)
+            cuda.destroy_stream(self.stream)
 
     return EntropyCalibrator()
 
@@ -149,11 +155,13 @@ def build_engine(
     input_name: str = "images",
 ) -> dict:
     """Build and save a serialized engine; returns the `tensorrt` section of its metadata (version, GPU, ...)."""
-    from edgekd.runtime.cuda import CudaDevice
+    from edgekd.runtime.cuda import CudaRuntime
     from edgekd.runtime.tensorrt_runner import import_tensorrt
 
     trt = import_tensorrt()
-    device = CudaDevice()
+    cuda = CudaRuntime()
+    gpu, capability = cuda.identity()
+    calibrator = None
     logger = trt.Logger(trt.Logger.WARNING)
     trt.init_libnvinfer_plugins(logger, "")  # EfficientNMS_TRT
     builder = trt.Builder(logger)
@@ -198,23 +206,27 @@ def build_engine(
         if not calibration:
             raise EdgeKDError("--int8: no calibration images (give --calib-data or --data)")
         config.set_flag(trt.BuilderFlag.INT8)
-        config.int8_calibrator = _calibrator(trt, device, calibration, input_size, batch.opt, options.calibration_cache)
+        calibrator = _calibrator(trt, cuda, calibration, input_size, batch.opt, options.calibration_cache)
+        config.int8_calibrator = calibrator
         if profile is not None:
             config.set_calibration_profile(profile)
         kept = _keep_layers_float(trt, network, options.keep_float, options.fp16)
         if kept:
             config.set_flag(trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS)
-    serialized = builder.build_serialized_network(network, config)
+    try:
+        serialized = builder.build_serialized_network(network, config)
+    finally:
+        if calibrator is not None:
+            calibrator.close()
     if serialized is None:
         raise EdgeKDError(f"TensorRT failed to build an engine from {source} (see the TensorRT log above)")
     atomic_write_bytes(engine_path, bytes(serialized))
     if options.timing_cache is not None:
         atomic_write_bytes(options.timing_cache, bytes(config.get_timing_cache().serialize()))
-    device.close()
     return {
         "version": trt.__version__,
-        "gpu": device.name,
-        "compute_capability": device.compute_capability,
+        "gpu": gpu,
+        "compute_capability": capability,
         "precision": options.precision,
         "built_from": str(source),
         "workspace_mib": options.workspace_mib,

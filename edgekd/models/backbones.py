@@ -2,12 +2,14 @@
 
 Every backbone returns the same strides for a given family (P3-P7 for one-stage, P2-P6 for Faster R-CNN), so any
 teacher/student pair of a family aligns cell for cell; only the channel count differs (KD adapters bridge it).
-Backbones use trainable BatchNorm: edgekd trains from scratch by default (no hub downloads), where frozen BN
-statistics would be meaningless.
+Backbones use trainable BatchNorm when they train from scratch (the default: no hub downloads), where frozen BN
+statistics would be meaningless. With pretrained weights (`BackboneSettings.frozen_bn`) they follow torchvision's
+practice: FrozenBatchNorm2d and only the last `trainable_layers` stages train.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -15,6 +17,7 @@ from torch import nn
 from torchvision.models import mobilenet_v3_large, resnet18, resnet50
 from torchvision.models.detection.backbone_utils import BackboneWithFPN
 from torchvision.ops.feature_pyramid_network import ExtraFPNBlock, LastLevelMaxPool, LastLevelP6P7
+from torchvision.ops.misc import FrozenBatchNorm2d
 
 from edgekd.errors import EdgeKDError
 
@@ -27,20 +30,55 @@ _RESNET_STAGES = {
 _MOBILENET_STAGES = (("3", "6", "12", "16"), (24, 40, 112, 960))
 
 BACKBONES = ("resnet50", "resnet18", "mobilenet_v3")
+MAX_TRAINABLE_LAYERS = {"resnet50": 5, "resnet18": 5, "mobilenet_v3": 6}
+DEFAULT_TRAINABLE_LAYERS = 3  # torchvision's default for its pretrained detectors
 
 
-def _classifier(backbone: str) -> tuple[nn.Module, nn.Module, tuple[str, ...], tuple[int, ...]]:
-    """The torchvision classifier, the module whose children form the stages, stage names and channels."""
+@dataclass(frozen=True)
+class BackboneSettings:
+    """How a backbone is built: `frozen_bn` FrozenBatchNorm2d and only the last `trainable_layers` stages train
+    (torchvision's rule for pretrained detectors); `weights` local ImageNet classifier weights to load."""
+
+    frozen_bn: bool = False
+    trainable_layers: int | None = None
+    weights: Path | None = None
+
+
+def classifier_model(backbone: str, frozen_bn: bool = False) -> nn.Module:
+    """The torchvision classifier (random weights), with FrozenBatchNorm2d when `frozen_bn`."""
+    norm = {"norm_layer": FrozenBatchNorm2d} if frozen_bn else {}
     if backbone == "resnet50":
-        model = resnet50(weights=None)
-        return model, model, *_RESNET_STAGES[backbone]
+        return resnet50(weights=None, **norm)
     if backbone == "resnet18":
-        model = resnet18(weights=None)
-        return model, model, *_RESNET_STAGES[backbone]
+        return resnet18(weights=None, **norm)
     if backbone == "mobilenet_v3":
-        model = mobilenet_v3_large(weights=None)
-        return model, model.features, *_MOBILENET_STAGES
+        return mobilenet_v3_large(weights=None, **norm)
     raise EdgeKDError(f"unknown backbone '{backbone}'; choose one of {', '.join(BACKBONES)}")
+
+
+def _classifier(backbone: str, frozen_bn: bool) -> tuple[nn.Module, nn.Module, tuple[str, ...], tuple[int, ...]]:
+    """The torchvision classifier, the module whose children form the stages, stage names and channels."""
+    model = classifier_model(backbone, frozen_bn)
+    if backbone == "mobilenet_v3":
+        return model, model.features, *_MOBILENET_STAGES
+    return model, model, *_RESNET_STAGES[backbone]
+
+
+def freeze_layers(classifier: nn.Module, backbone: str, trainable: int) -> None:
+    """Stop gradients to all but the last `trainable` stages, by torchvision's rule
+    (`backbone_utils._resnet_fpn_extractor`, `_mobilenet_extractor`): ResNet counts layer4..layer1 then conv1 (+bn1
+    at 5); MobileNetV3 counts its stages (blocks that reduce resolution) from the end, 0 freezes every layer."""
+    if backbone == "mobilenet_v3":
+        features = classifier.features
+        stages = [0] + [i for i, b in enumerate(features) if getattr(b, "_is_cn", False)] + [len(features) - 1]
+        frozen = features[: len(features) if trainable == 0 else stages[len(stages) - trainable]]
+        for parameter in frozen.parameters():
+            parameter.requires_grad_(False)
+        return
+    layers = ("layer4", "layer3", "layer2", "layer1", "conv1")[:trainable] + (("bn1",) if trainable == 5 else ())
+    for name, parameter in classifier.named_parameters():
+        if not name.startswith(layers):
+            parameter.requires_grad_(False)
 
 
 def load_pretrained_backbone(classifier: nn.Module, path: Path) -> None:
@@ -78,22 +116,26 @@ def build_fpn_backbone(
     out_channels: int,
     first_stage: int,
     extra_blocks: ExtraFPNBlock,
-    pretrained_backbone: Path | None = None,
+    settings: BackboneSettings = BackboneSettings(),
 ) -> BackboneWithFPN:
     """Backbone stages from `first_stage` (0 = stride 4, 1 = stride 8) to stride 32, an FPN and extra levels."""
-    classifier, body, names, channels = _classifier(backbone)
-    _track_batch_statistics(classifier)
-    if pretrained_backbone is not None:
-        load_pretrained_backbone(classifier, pretrained_backbone)
+    classifier, body, names, channels = _classifier(backbone, settings.frozen_bn)
+    if settings.frozen_bn:
+        trainable = settings.trainable_layers
+        freeze_layers(classifier, backbone, DEFAULT_TRAINABLE_LAYERS if trainable is None else trainable)
+    else:
+        _track_batch_statistics(classifier)
+    if settings.weights is not None:
+        load_pretrained_backbone(classifier, settings.weights)
     return_layers = {name: str(i) for i, name in enumerate(names[first_stage:])}
     return BackboneWithFPN(body, return_layers, list(channels[first_stage:]), out_channels, extra_blocks)
 
 
-def one_stage_backbone(backbone: str, out_channels: int, pretrained: Path | None) -> BackboneWithFPN:
+def one_stage_backbone(backbone: str, out_channels: int, settings: BackboneSettings) -> BackboneWithFPN:
     """P3-P7 (strides 8-128), as torchvision's RetinaNet and FCOS use."""
-    return build_fpn_backbone(backbone, out_channels, 1, LastLevelP6P7(out_channels, out_channels), pretrained)
+    return build_fpn_backbone(backbone, out_channels, 1, LastLevelP6P7(out_channels, out_channels), settings)
 
 
-def two_stage_backbone(backbone: str, out_channels: int, pretrained: Path | None) -> BackboneWithFPN:
+def two_stage_backbone(backbone: str, out_channels: int, settings: BackboneSettings) -> BackboneWithFPN:
     """P2-P6 (strides 4-64), as torchvision's Faster R-CNN FPN uses."""
-    return build_fpn_backbone(backbone, out_channels, 0, LastLevelMaxPool(), pretrained)
+    return build_fpn_backbone(backbone, out_channels, 0, LastLevelMaxPool(), settings)

@@ -27,6 +27,16 @@ Targets = list[dict[str, Tensor]]
 
 
 @dataclass
+class PairedLogits:
+    """Class logits of a student and its teacher on the same boxes, per image, for logit distillation."""
+
+    student: list[Tensor]  # per image (P_i, K'), with grad
+    teacher: list[Tensor]  # per image (P_i, K'), computed without grad
+    boxes: list[Tensor]  # per image (P_i, 4) xyxy in network-input pixels, the boxes the logits belong to
+    activation: str  # "sigmoid" (per-class logits, one-stage) | "softmax" (background + classes, two-stage)
+
+
+@dataclass
 class DetectorConfig:
     """Everything needed to rebuild a detector and to pre/post-process for it (stored in checkpoints)."""
 
@@ -117,6 +127,8 @@ class Detector(nn.Module, ABC):
 
     family: str = ""
     strides: tuple[int, ...] = ()
+    torchvision_prefixes: dict[str, str] = {}
+    """How torchvision's state_dict keys of the same architecture map onto this adapter's (prefix -> prefix)."""
 
     def __init__(self, backbone: BackboneWithFPN, config: DetectorConfig) -> None:
         super().__init__()
@@ -157,9 +169,30 @@ class Detector(nn.Module, ABC):
     def anchors_per_location(self) -> list[int]:
         """Number of priors per feature-map cell, per level."""
 
+    def paired_logits(
+        self, head_out: dict, features: list[Tensor], teacher: Detector, teacher_features: list[Tensor]
+    ) -> PairedLogits:
+        """Class logits of this detector (the student: `head_out` of `features`) and of `teacher` (same family,
+        evaluated on `teacher_features` without grad) on the same boxes, for logit distillation."""
+        raise EdgeKDError(f"{self.config.name}: its {self.family or 'detector'} head offers no class logits to distil")
+
     @abstractmethod
     def decode(self, head_out: dict, features: list[Tensor]) -> tuple[Tensor, Tensor]:
         """Candidate boxes (B, N, 4) xyxy in network pixels and class scores (B, N, K) in [0, 1]."""
+
+    def prior_layout(self) -> tuple:
+        """What fixes the priors besides the strides (anchor sizes and aspect ratios per level): two detectors of
+        one family with equal layouts and strides have the same priors (the logit losses' pair need)."""
+        return ()
+
+    def class_rows(self) -> dict[str, tuple[int, int, int]]:
+        """The class-specific output tensors, by state_dict key: (groups, rows per class slot, first class slot).
+
+        Dimension 0 of such a tensor is groups x slots x rows: per group (e.g. anchor) one block of rows per slot,
+        where slot `first + k` holds class k and slots below `first` hold background. `edgekd.models.pretrained`
+        re-initialises or maps these rows when weights come from another class set.
+        """
+        return {}
 
     def raw(self, images: Tensor) -> tuple[Tensor, Tensor]:
         """Tensor-only, export-friendly forward: images (B, 3, H, W) in [0, 255] -> (boxes, scores)."""

@@ -1,4 +1,7 @@
-"""Batched inference of a PyTorch detector over a dataset split."""
+"""Batched inference of a PyTorch detector over a dataset split, for the training loop's validation: it reuses the
+`DetectionDataset` whose decoded images stay cached across epochs. Everything else (`edgekd eval`, export parity,
+`edgekd bench`) runs checkpoints through `edgekd.runtime.torch_runner.TorchRunner`; both feed the detector the same
+tensors and give the same detections (tests/test_bench_torch.py)."""
 
 from __future__ import annotations
 

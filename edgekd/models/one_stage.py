@@ -17,7 +17,7 @@ from torchvision.models.detection.image_list import ImageList
 from torchvision.models.detection.retinanet import RetinaNetHead
 from torchvision.ops import box_iou, clip_boxes_to_image
 
-from edgekd.models.detector import Detector, DetectorConfig, Targets
+from edgekd.models.detector import Detector, DetectorConfig, PairedLogits, Targets
 
 ONE_STAGE_STRIDES = (8, 16, 32, 64, 128)
 
@@ -27,6 +27,13 @@ class OneStageDetector(Detector):
 
     strides = ONE_STAGE_STRIDES
     anchor_generator: AnchorGenerator
+    torchvision_prefixes = {"head.": "head_module."}
+
+    def class_rows(self) -> dict[str, tuple[int, int, int]]:
+        """The classification conv: one block of K rows per anchor of a location."""
+        groups = self.anchors_per_location()[0]
+        prefix = "head_module.classification_head.cls_logits."
+        return {prefix + "weight": (groups, 1, 0), prefix + "bias": (groups, 1, 0)}
 
     def _anchors(self, features: list[Tensor]) -> list[Tensor]:
         height, width = self.config.input_size
@@ -40,21 +47,51 @@ class OneStageDetector(Detector):
     def anchors_per_location(self) -> list[int]:
         return self.anchor_generator.num_anchors_per_location()
 
+    def prior_layout(self) -> tuple:
+        return self.anchor_generator.sizes, self.anchor_generator.aspect_ratios
+
+    def class_logits(self, head_out: dict) -> Tensor:
+        """Per-prior class logits (B, N, K) (sigmoid activation), for logit distillation."""
+        return head_out["cls_logits"]
+
+    def paired_logits(
+        self, head_out: dict, features: list[Tensor], teacher: Detector, teacher_features: list[Tensor]
+    ) -> PairedLogits:
+        """Per-prior class logits of student and teacher on all of this detector's priors (sigmoid activation)."""
+        with torch.no_grad():
+            teacher_logits = teacher.class_logits(teacher.head(teacher_features))
+        priors = torch.cat(self.priors(features))
+        student_logits = list(self.class_logits(head_out).unbind(0))
+        return PairedLogits(student_logits, list(teacher_logits.unbind(0)), [priors] * len(student_logits), "sigmoid")
+
 
 class RetinaNetDetector(OneStageDetector):
-    """RetinaNet (Lin et al., ICCV 2017) with a GroupNorm head (trains from scratch; torchvision's v2 head)."""
+    """RetinaNet (Lin et al., ICCV 2017) with a GroupNorm head (trains from scratch; torchvision's v2 head).
+
+    `anchor_generator` None: edgekd's KITTI anchors (module docstring); torchvision's COCO model passes its own
+    (4x the stride) and `box_loss` "giou" (its v2 regression loss; "l1" otherwise).
+    """
 
     family = "retinanet"
 
-    def __init__(self, backbone: nn.Module, config: DetectorConfig) -> None:
+    def __init__(
+        self,
+        backbone: nn.Module,
+        config: DetectorConfig,
+        anchor_generator: AnchorGenerator | None = None,
+        box_loss: str = "l1",
+    ) -> None:
         super().__init__(backbone, config)
-        sizes = tuple(tuple(int(2 * s * 2 ** (i / 3)) for i in range(3)) for s in self.strides)
-        self.anchor_generator = AnchorGenerator(sizes, ((0.5, 1.0, 2.0),) * len(sizes))
+        if anchor_generator is None:
+            sizes = tuple(tuple(int(2 * s * 2 ** (i / 3)) for i in range(3)) for s in self.strides)
+            anchor_generator = AnchorGenerator(sizes, ((0.5, 1.0, 2.0),) * len(sizes))
+        self.anchor_generator = anchor_generator
         num_anchors = self.anchor_generator.num_anchors_per_location()[0]
         groups = min(32, backbone.out_channels // 4)
         self.head_module = RetinaNetHead(
             backbone.out_channels, num_anchors, self.num_classes, norm_layer=partial(nn.GroupNorm, groups)
         )
+        self.head_module.regression_head._loss_type = box_loss
         self.box_coder = self.head_module.regression_head.box_coder
         self.proposal_matcher = det_utils.Matcher(0.5, 0.4, allow_low_quality_matches=True)
 
@@ -82,10 +119,6 @@ class RetinaNetDetector(OneStageDetector):
         flat_anchors = anchors.unsqueeze(0).expand(batch, -1, -1).reshape(-1, 4)
         boxes = self.box_coder.decode_single(regression.reshape(-1, 4), flat_anchors).view(batch, count, 4)
         return clip_boxes_to_image(boxes, self.config.input_size), head_out["cls_logits"].sigmoid()
-
-    def class_logits(self, head_out: dict) -> Tensor:
-        """Per-prior class logits (B, N, K) (sigmoid activation), for logit distillation."""
-        return head_out["cls_logits"]
 
 
 class FCOSDetector(OneStageDetector):
@@ -129,10 +162,6 @@ class FCOSDetector(OneStageDetector):
         boxes = clip_boxes_to_image(boxes, self.config.input_size)
         scores = torch.sqrt(head_out["cls_logits"].sigmoid() * head_out["bbox_ctrness"].sigmoid())
         return boxes, scores
-
-    def class_logits(self, head_out: dict) -> Tensor:
-        """Per-location class logits (B, N, K) (sigmoid activation), for logit distillation."""
-        return head_out["cls_logits"]
 
 
 class _FCOSLossView:

@@ -7,6 +7,7 @@ yields one candidate per class (its class-specific box and that class's softmax 
 from __future__ import annotations
 
 from collections import OrderedDict
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
@@ -17,10 +18,27 @@ from torchvision.models.detection.roi_heads import RoIHeads, fastrcnn_loss
 from torchvision.models.detection.rpn import RegionProposalNetwork, RPNHead, concat_box_prediction_layers
 from torchvision.ops import MultiScaleRoIAlign, clip_boxes_to_image
 
-from edgekd.models.detector import Detector, DetectorConfig, Targets
+from edgekd.models.detector import Detector, DetectorConfig, PairedLogits, Targets
 
 TWO_STAGE_STRIDES = (4, 8, 16, 32, 64)
-_ROI_LEVELS = ["0", "1", "2", "3"]  # P2-P5 feed RoIAlign, as in torchvision; P6 only feeds the RPN
+LOGIT_PROPOSALS_PER_IMAGE = 128  # proposals per image whose class logits logit distillation compares
+
+
+@dataclass(frozen=True)
+class FasterRCNNLayout:
+    """Levels, anchors and sampling sizes of a Faster R-CNN. The default is edgekd's own (P2-P6, one anchor size
+    of 4x the stride per level, P2-P5 into RoIAlign); torchvision's COCO models use their own
+    (`edgekd/models/torchvision_zoo.py`)."""
+
+    strides: tuple[int, ...] = TWO_STAGE_STRIDES
+    anchor_sizes: tuple[tuple[int, ...], ...] = tuple((4 * s,) for s in TWO_STAGE_STRIDES)
+    roi_levels: tuple[str, ...] = ("0", "1", "2", "3")  # neck levels (by index) that feed RoIAlign
+    representation: int = 1024
+    rpn_pre_nms_test: int = 1000
+    rpn_post_nms_train: int = 1000
+    rpn_post_nms_test: int = 300
+    rpn_score_thresh: float = 0.0
+    roi_batch: int = 256
 
 
 class FasterRCNNDetector(Detector):
@@ -29,10 +47,13 @@ class FasterRCNNDetector(Detector):
     family = "fasterrcnn"
     strides = TWO_STAGE_STRIDES
 
-    def __init__(self, backbone: nn.Module, config: DetectorConfig, representation: int = 1024) -> None:
+    def __init__(
+        self, backbone: nn.Module, config: DetectorConfig, layout: FasterRCNNLayout = FasterRCNNLayout()
+    ) -> None:
         super().__init__(backbone, config)
+        self.strides = layout.strides
         channels = backbone.out_channels
-        anchors = AnchorGenerator(tuple((4 * s,) for s in self.strides), ((0.5, 1.0, 2.0),) * len(self.strides))
+        anchors = AnchorGenerator(layout.anchor_sizes, ((0.5, 1.0, 2.0),) * len(layout.anchor_sizes))
         self.rpn = RegionProposalNetwork(
             anchors,
             RPNHead(channels, anchors.num_anchors_per_location()[0]),
@@ -40,17 +61,21 @@ class FasterRCNNDetector(Detector):
             bg_iou_thresh=0.3,
             batch_size_per_image=256,
             positive_fraction=0.5,
-            pre_nms_top_n={"training": 2000, "testing": 1000},
-            post_nms_top_n={"training": 1000, "testing": config.extra.get("proposals", 300)},
+            pre_nms_top_n={"training": 2000, "testing": layout.rpn_pre_nms_test},
+            post_nms_top_n={
+                "training": layout.rpn_post_nms_train,
+                "testing": config.extra.get("proposals", layout.rpn_post_nms_test),
+            },
             nms_thresh=0.7,
+            score_thresh=layout.rpn_score_thresh,
         )
         self.roi_heads = RoIHeads(
-            MultiScaleRoIAlign(_ROI_LEVELS, output_size=7, sampling_ratio=2),
-            TwoMLPHead(channels * 49, representation),
-            FastRCNNPredictor(representation, self.num_classes + 1),
+            MultiScaleRoIAlign(list(layout.roi_levels), output_size=7, sampling_ratio=2),
+            TwoMLPHead(channels * 49, layout.representation),
+            FastRCNNPredictor(layout.representation, self.num_classes + 1),
             fg_iou_thresh=0.5,
             bg_iou_thresh=0.5,
-            batch_size_per_image=256,
+            batch_size_per_image=layout.roi_batch,
             positive_fraction=0.25,
             bbox_reg_weights=None,
             score_thresh=config.score_thresh,
@@ -87,6 +112,18 @@ class FasterRCNNDetector(Detector):
         pooled = self.roi_heads.box_roi_pool(self._feature_dict(features), boxes, shapes)
         return self.roi_heads.box_predictor(self.roi_heads.box_head(pooled))
 
+    def paired_logits(
+        self, head_out: dict, features: list[Tensor], teacher: Detector, teacher_features: list[Tensor]
+    ) -> PairedLogits:
+        """RoI-head class logits (background + classes, softmax activation) of student and teacher on the student's
+        top `LOGIT_PROPOSALS_PER_IMAGE` RPN proposals per image (detached)."""
+        proposals = [p[:LOGIT_PROPOSALS_PER_IMAGE].detach() for p in self.proposals(head_out)]
+        student_logits = self.roi_outputs(features, proposals)[0]
+        with torch.no_grad():
+            teacher_logits = teacher.roi_outputs(teacher_features, proposals)[0]
+        sizes = [p.shape[0] for p in proposals]
+        return PairedLogits(list(student_logits.split(sizes)), list(teacher_logits.split(sizes)), proposals, "softmax")
+
     def sample_proposals(self, head_out: dict, targets: Targets) -> tuple[list[Tensor], list[Tensor], list[Tensor]]:
         """Training proposals (GT added, fg/bg sampled), their labels (0 = background) and box targets."""
         internal = [{"boxes": t["boxes"], "labels": t["labels"] + 1} for t in targets]
@@ -112,6 +149,16 @@ class FasterRCNNDetector(Detector):
             "loss_box": loss_box,
         }
 
+    def class_rows(self) -> dict[str, tuple[int, int, int]]:
+        """Background is row 0 of the class scores; each class has 4 rows of box deltas."""
+        predictor = "roi_heads.box_predictor."
+        return {
+            predictor + "cls_score.weight": (1, 1, 1),
+            predictor + "cls_score.bias": (1, 1, 1),
+            predictor + "bbox_pred.weight": (1, 4, 1),
+            predictor + "bbox_pred.bias": (1, 4, 1),
+        }
+
     def priors(self, features: list[Tensor]) -> list[Tensor]:
         anchors = self.rpn.anchor_generator(self._image_list(features), features)[0]
         sizes = [f.shape[2] * f.shape[3] * a for f, a in zip(features, self.anchors_per_location())]
@@ -119,6 +166,9 @@ class FasterRCNNDetector(Detector):
 
     def anchors_per_location(self) -> list[int]:
         return self.rpn.anchor_generator.num_anchors_per_location()
+
+    def prior_layout(self) -> tuple:
+        return self.rpn.anchor_generator.sizes, self.rpn.anchor_generator.aspect_ratios
 
     def decode(self, head_out: dict, features: list[Tensor]) -> tuple[Tensor, Tensor]:
         count = self.rpn.post_nms_top_n()

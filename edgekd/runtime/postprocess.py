@@ -7,12 +7,15 @@ below mirrors torchvision's CPU kernel (torchvision/csrc/ops/cpu/nms_kernel.cpp)
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from edgekd.data.records import Detections
+from edgekd.errors import EdgeKDError
+from edgekd.runtime.metadata import metadata_path
 
 EFFICIENT_NMS_TOPK = 4096
 """EfficientNMS_TRT keeps only the 4096 best scores above its threshold before NMS (plugin README, "Algorithm")."""
@@ -148,3 +151,14 @@ def decode_outputs(
     if nms_mode == "none":
         return postprocess_raw(outputs["boxes"], outputs["scores"], scales, config)
     return postprocess_padded(outputs, scales)
+
+
+def check_labels(detections: Sequence[Detections], classes: Sequence[str], model_path: str | Path) -> None:
+    """A class index beyond the metadata's class list (edited metadata, or a model exported for more classes) is
+    an error naming both counts."""
+    labels = [int(d.labels.max()) for d in detections if len(d.labels)]
+    if labels and max(labels) >= len(classes):
+        raise EdgeKDError(
+            f"{metadata_path(model_path)}: field 'classes' lists {len(classes)} classes, but {Path(model_path).name} "
+            f"outputs class index {max(labels)} (at least {max(labels) + 1} classes)"
+        )

@@ -25,11 +25,12 @@ import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from edgekd.data.loader import check_trainable
 from edgekd.data.records import Dataset, Detections
 from edgekd.data.torch_dataset import DetectionDataset, make_train_loader
 from edgekd.data.transforms import AugmentConfig
 from edgekd.errors import EdgeKDError
-from edgekd.evaluate import evaluate_detections
+from edgekd.evaluate import EvalResult, evaluate_detections, summarize
 from edgekd.models.checkpoint import atomic_torch_save, detector_payload, load_weights, read_checkpoint
 from edgekd.models.inference import predict_dataset
 from edgekd.train import distributed
@@ -144,15 +145,6 @@ def _shown(value: object) -> str:
     return str(list(value) if isinstance(value, tuple) else value)
 
 
-def summarize(results: dict) -> dict[str, float]:
-    """The headline numbers of an evaluation: COCO AP, AP50 and mean KITTI Moderate AP|R40 over classes."""
-    summary = {"AP": results["coco"]["AP"], "AP50": results["coco"]["AP50"]}
-    if results.get("kitti"):
-        moderate = [per_class["moderate"] for per_class in results["kitti"].values()]
-        summary["kitti_moderate"] = sum(moderate) / len(moderate)
-    return summary
-
-
 class Trainer:
     """Trains `objective.detector` and writes RUN_DIR/{last.pt, best.pt, metrics.csv, metrics.png}."""
 
@@ -172,6 +164,13 @@ class Trainer:
         self.out_dir = out_dir
         self.env = distributed.current()
         check_options(options)
+        self.console = Console(quiet=options.quiet or not self.env.is_main)
+        absent = check_trainable(train_data)
+        if absent:
+            self.console.print(
+                f"[yellow]warning: the training split has no object of {', '.join(absent)}: the detector cannot "
+                "learn them[/]"
+            )
         self.device = torch.device(options.device)
         self.amp = resolve_amp(options.amp, self.device)
         self.payload_extra = payload_extra or {}
@@ -191,7 +190,6 @@ class Trainer:
         self.val_data = val_data
         shard = replace(val_data, records=val_data.records[self.env.rank :: self.env.world_size])
         self.val_samples = DetectionDataset(shard, size)
-        self.console = Console(quiet=options.quiet or not self.env.is_main)
         if self.env.distributed:
             distributed.synchronise_batchnorm(self.detector, self.device)
         channels_last(self.objective.to(self.device), self.device)
@@ -278,6 +276,11 @@ class Trainer:
                 )
             for difference in differences:
                 self.console.print(f"[yellow]warning: --force: resuming although the {difference}[/]")
+        else:
+            self.console.print(
+                f"[yellow]warning: {last} was written by an edgekd without run descriptions: whether the data, input "
+                "size, schedule and recipe are unchanged cannot be checked[/]"
+            )
         self._restore_outputs(payload, force)
         return payload
 
@@ -323,7 +326,7 @@ class Trainer:
         distributed.barrier()
         return self.history
 
-    def validate(self) -> dict:
+    def validate(self) -> EvalResult:
         """COCO + KITTI results on the validation split; each rank predicts its share, rank 0 scores them all."""
         detections = predict_dataset(self.detector, self.val_samples, self.device, self.options.batch_size)
         shares = distributed.gather_to_main(detections)

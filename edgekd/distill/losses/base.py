@@ -14,12 +14,16 @@ import enum
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
 from edgekd.errors import EdgeKDError
+
+if TYPE_CHECKING:
+    from edgekd.data.torch_dataset import DetectionDataset
+    from edgekd.models.detector import Detector
 
 
 @dataclass
@@ -50,6 +54,16 @@ class KDInputs:
     @property
     def num_gt(self) -> int:
         return sum(int(b.shape[0]) for b in self.gt_boxes)
+
+
+@dataclass(frozen=True)
+class EpochContext:
+    """What `KDLoss.on_epoch_start` may use: the student, the frozen teacher, and the un-augmented training images
+    at the student's input size (None when the trainer has none to offer)."""
+
+    student: Detector
+    teacher: Detector
+    train_images: DetectionDataset | None = None
 
 
 class PairNeed(enum.Enum):
@@ -165,11 +179,17 @@ class KDLoss(nn.Module):
     `compute(inputs) -> (unweighted scalar, {part: scalar tensor})`. `levels` (if declared) selects FPN levels.
     `revision` counts changes of the loss's numbers: bump it with any fix that changes what the loss computes, so
     stored benchmark results of the earlier code are not reused (benchmarks/kd_cells.py hashes it).
+
+    A loss declares what the trainer must provide beyond the neck maps, GT and priors (docs/kd/README.md section 2):
+    `needs_teacher_feature_grads` (KDInputs.teacher_feature_grads), `needs_logits` (KDInputs.student_logits,
+    teacher_logits, logit_boxes, logit_activation), and `on_epoch_start`, called before every epoch.
     """
 
     name: ClassVar[str]
     options: ClassVar[dict[str, Option]]
     revision: ClassVar[int] = 1
+    needs_teacher_feature_grads: ClassVar[bool] = False
+    needs_logits: ClassVar[bool] = False
 
     def __init__(
         self, student_channels: Sequence[int], teacher_channels: Sequence[int], options: Mapping[str, Any]
@@ -200,6 +220,9 @@ class KDLoss(nn.Module):
         """What this loss, with resolved options `config`, needs the teacher/student pair to share, each with the
         reason (the part of the loss that needs it). Feature losses compare neck maps cell by cell."""
         return {PairNeed.ALIGNED_MAPS: "it compares teacher and student neck maps cell by cell"}
+
+    def on_epoch_start(self, epoch: int, context: EpochContext) -> None:
+        """Refresh state that depends on the whole training set before epoch `epoch` (0-based); nothing by default."""
 
     def compute(self, inputs: KDInputs) -> tuple[Tensor, dict[str, Tensor]]:
         raise NotImplementedError

@@ -17,7 +17,9 @@ at doubled coordinates on a 2H x 2W canvas and crops the centre without rescalin
 away from the centre vanish). Here the 2w x 2h patch is placed so that its all-ones w x h core lies exactly on
 the box's cells. The gradient-map term (the released beta term) is not part of BMFI here; the `gkd` loss
 carries the gradient guidance and a recipe combines the two. The student is adapted by a 1x1 conv only where
-channels differ (`auto`, the reference's align conv).
+channels differ (`auto`, the reference's align conv). With `feature_norm: teacher_rms`, S and T are divided by the
+teacher map's RMS before the attentions are formed, so the loss equals the raw loss on the divided maps (vector C6;
+docs/kd/README.md section 5 says why the attentions are not left on the raw maps).
 """
 
 from __future__ import annotations

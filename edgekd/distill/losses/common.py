@@ -94,8 +94,9 @@ class AdaptedFeatureLoss(KDLoss):
         edgekd's decision, where the papers are silent: their loss weights were tuned on ImageNet-pretrained FPN
         features (RMS near 1); a teacher trained from scratch can have level RMS of 5-10, which multiplies every
         squared-error loss by 25-100 and lets imitation drown the detection loss. Dividing by the teacher's RMS
-        (one detached scalar per level and batch) restores the scale the weights were tuned for without changing
-        the loss's form (an exact rescaling of each level's term).
+        (one detached scalar per level and batch) restores the scale the weights were tuned for. The loss is then
+        computed on the divided maps: a squared-error term is divided by RMS^2 exactly; BMFI's attention maps are
+        formed from the divided maps too (docs/kd/README.md section 5).
         """
         adapted, teacher = adapted.float(), teacher.float()
         if self.config.get("feature_norm", "none") == "teacher_rms":

@@ -75,6 +75,7 @@ class GKDLoss(AdaptedFeatureLoss):
     """
 
     name = "gkd"
+    needs_teacher_feature_grads = True
     options = {
         "weight": Option(0.01, (float,), non_negative, help=WEIGHT_HELP),
         "levels": LEVELS_OPTION,

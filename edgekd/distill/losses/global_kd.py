@@ -34,7 +34,7 @@ level 0 sends every box under 112 px to level 0, which at edgekd's small input s
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -43,6 +43,7 @@ from torch import Tensor
 from edgekd.data.records import KITTI_CLASSES
 from edgekd.distill.losses.base import (
     WEIGHT_HELP,
+    EpochContext,
     KDInputs,
     Option,
     PairNeed,
@@ -59,9 +60,36 @@ from edgekd.distill.losses.common import (
     AdaptedFeatureLoss,
     match_to_gt,
 )
-from edgekd.distill.losses.global_prototypes import assign_levels, generate_prototypes, instance_features
+from edgekd.distill.losses.global_prototypes import (
+    assign_levels,
+    batch_instance_features,
+    generate_prototypes,
+    instance_features,
+    pgm_candidates,
+    sample_images_per_class,
+)
 from edgekd.distill.losses.logits import distill_kl
 from edgekd.errors import EdgeKDError
+
+if TYPE_CHECKING:
+    from edgekd.data.torch_dataset import DetectionDataset
+
+
+def candidate_labels(source: DetectionDataset, index: int, min_size: float) -> Tensor:
+    """Labels of image `index`'s prototype candidates (`pgm_candidates` on its boxes in network pixels, as
+    `source[index]` scales them), read from the records without decoding the image."""
+    record = source.dataset.records[index]
+    boxes, labels = record.targets(source.dataset.classes)
+    height, width = source.input_size
+    scale = torch.tensor([width / record.width, height / record.height], dtype=torch.float32).repeat(2)
+    return torch.from_numpy(labels)[pgm_candidates(torch.from_numpy(boxes) * scale, min_size)]
+
+
+def _per_level(batches: list[list[Tensor]], channels: int, num_levels: int, device: torch.device) -> list[Tensor]:
+    """Per-batch, per-level instance features joined per level; (0, channels) per level when there were none."""
+    if not batches:
+        return [torch.zeros(0, channels, device=device) for _ in range(num_levels)]
+    return [torch.cat(level) for level in zip(*batches)]
 
 
 def robust_weight(fs: Tensor, ft: Tensor, proto_s: Tensor, proto_t: Tensor) -> Tensor:
@@ -155,6 +183,57 @@ class GlobalKDLoss(AdaptedFeatureLoss):
             self.register_buffer(f"proto_s_{level}", torch.zeros(self.num_classes, k, cs))
             self.register_buffer(f"proto_t_{level}", torch.zeros(self.num_classes, k, ct))
         self.register_buffer("proto_count", torch.zeros(self.num_classes, len(self.student_channels), dtype=torch.long))
+        self._teacher_instances: list[Tensor] | None = None
+
+    def on_epoch_start(self, epoch: int, context: EpochContext) -> None:
+        """The Prototype Generation Module runs every `pgm_every` epochs (Tang et al., ECCV 2022), on the training
+        images of `context` (nothing happens without them)."""
+        if context.train_images is None or epoch % self.config["pgm_every"] != 0:
+            return
+        self.fit_prototypes(*self.instance_features(context))
+
+    @torch.no_grad()
+    def instance_features(self, context: EpochContext) -> tuple[Tensor, list[Tensor], list[Tensor]]:
+        """Labels and per-level student / teacher features of the prototype candidates: GT boxes larger than
+        `pgm_min_size` on the un-augmented training images of `context`, for each class from up to
+        `pgm_max_samples` images holding such a box of that class, drawn with a fixed seed
+        (`sample_images_per_class`), so every epoch reads the same instances and the frozen teacher's features
+        are computed once and cached."""
+        cfg = self.config
+        student, teacher, source = context.student, context.teacher, context.train_images
+        candidates = [candidate_labels(source, index, cfg["pgm_min_size"]) for index in range(len(source))]
+        per_class = sample_images_per_class(candidates, self.num_classes, cfg["pgm_max_samples"])
+        wanted: dict[int, list[int]] = {}
+        for class_index, images in enumerate(per_class):
+            for index in images.tolist():
+                wanted.setdefault(index, []).append(class_index)
+        order = sorted(wanted)
+        was_training = student.training
+        student.eval()
+        device = next(student.parameters()).device
+        labels, student_feats, teacher_feats = [torch.zeros(0, dtype=torch.long)], [], []
+        for start in range(0, len(order), 8):
+            batch = [(index, source[index]) for index in order[start : start + 8]]
+            images = torch.stack([sample[0] for _, sample in batch]).to(device)
+            keep = [
+                pgm_candidates(sample[1]["boxes"], cfg["pgm_min_size"])
+                & torch.isin(sample[1]["labels"], torch.tensor(wanted[index]))
+                for index, sample in batch
+            ]
+            boxes = [sample[1]["boxes"][k].to(device) for (_, sample), k in zip(batch, keep)]
+            labels += [sample[1]["labels"][k] for (_, sample), k in zip(batch, keep)]
+            x = student.preprocess(images)
+            student_feats.append(batch_instance_features(student.features(x), boxes, student.strides))
+            if self._teacher_instances is None:
+                teacher_feats.append(batch_instance_features(teacher.features(x), boxes, teacher.strides))
+        student.train(was_training)
+        levels = len(self.student_channels)
+        student_levels = _per_level(student_feats, student.out_channels, levels, device)
+        if self._teacher_instances is None:
+            self._teacher_instances = _per_level(teacher_feats, teacher.out_channels, levels, device)
+        return torch.cat(labels).to(device), student_levels, self._teacher_instances
+
+    needs_logits = True  # the soft-label term, and the proposals that are the instances with instances="proposals"
 
     @classmethod
     def pair_needs(cls, config: Mapping[str, Any]) -> dict[PairNeed, str]:

@@ -6,8 +6,8 @@ code's (hikvision-research/DAVAR-Lab-ML, `PrototypeGenerationModule`), restated 
 instance features (GAP inside the box), L2 normalisation, a density filter, and a joint (teacher + student)
 matching pursuit whose selected instances' raw features become the prototypes of one class at one level.
 
-The trainer drives the schedule (which images, every `pgm_every` epochs, teacher features cached once): it
-filters candidates with `pgm_candidates`, draws up to `pgm_max_samples` images per class with
+`GlobalKDLoss.on_epoch_start` drives the schedule (which images, every `pgm_every` epochs, teacher features
+cached once): it filters candidates with `pgm_candidates`, draws up to `pgm_max_samples` images per class with
 `sample_images_per_class`, pools instance features with `batch_instance_features`, and hands them to
 `GlobalKDLoss.fit_prototypes`, which calls `generate_prototypes` per class and level.
 """

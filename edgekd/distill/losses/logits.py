@@ -95,6 +95,7 @@ class LogitsKDLoss(KDLoss):
     """Temperature KD on GT-matched class logits (module docstring)."""
 
     name = "logits"
+    needs_logits = True
     options = {
         "weight": Option(1.0, (float,), non_negative, help=WEIGHT_HELP),
         "temperature": Option(2.0, (float,), positive),

@@ -1,4 +1,4 @@
-"""Option parsing shared by several commands."""
+"""Option values shared by the library and the CLI: image sizes and torch devices."""
 
 from __future__ import annotations
 
