@@ -134,3 +134,12 @@ def test_an_inheriting_recipe_is_its_own_cell():
     inheriting = Cell("cpu", "one-stage", "student", "gkd+bmfi (inherit)")
     assert inheriting.config() == {**plain.config(), "inherit": True}
     assert inheriting.directory() != plain.directory()
+
+
+def test_last_quarter_gain_reads_the_end_of_the_curve():
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from convergence import last_quarter_gain
+
+    assert last_quarter_gain([1.0, 2.0, 3.0, 3.1, 3.2, 3.0, 3.3, 3.25]) == pytest.approx(0.1)  # 3.3 - 3.2
+    assert last_quarter_gain([1.0, 5.0, 2.0, 4.0]) == pytest.approx(-1.0)  # best before the last epoch was 5.0
+    assert last_quarter_gain([2.0]) == 0.0
