@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from edgekd.commands import bench, data, demo, distill, evaluate, export, models, report, show, train
+from edgekd.commands import bench, data, demo, distill, evaluate, export, models, report, show, sweep, train
 from edgekd.errors import EdgeKDError
 
 app = typer.Typer(
@@ -24,7 +24,7 @@ app = typer.Typer(
     help="edgekd: distill compact object detectors, export them to ONNX/TensorRT and measure what ships.",
 )
 
-for command_module in (data, models, train, distill, evaluate, show, export, bench, report, demo):
+for command_module in (data, models, train, distill, evaluate, show, export, bench, report, sweep, demo):
     command_module.register(app)
 
 
@@ -33,7 +33,7 @@ def package_version() -> str:
     try:
         return metadata.version("edgekd")
     except metadata.PackageNotFoundError:
-        from edgekd import __version__
+        from edgekd._version import __version__
 
         return __version__
 

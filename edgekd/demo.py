@@ -1,7 +1,9 @@
 """`edgekd demo`: the whole chain, small, on the built-in synthetic data.
 
-Renders a synthetic set (cached), trains a teacher (cached), trains the student once without and once with KD,
-evaluates all three and prints one table (params, GFLOPs, COCO AP, KITTI Moderate AP, CPU latency).
+Renders a synthetic set, trains a teacher, trains the student once without and once with KD, evaluates all three
+and prints one table (params, GFLOPs, COCO AP, KITTI Moderate AP, CPU latency). Every stage is cached: a second run
+reuses the data and each finished run whose configuration (model, size, data, schedule, recipe, teacher file,
+device) is unchanged, and retrains only what changed (`edgekd.pipeline`).
 """
 
 from __future__ import annotations
@@ -95,11 +97,9 @@ def run_demo(workdir: Path, preset: DemoPreset, recipe_path: Path | None, device
     teacher = train_cached(
         workdir / f"teacher_{preset.name}", preset.teacher, train, val, preset.input_size, teacher_options, console
     )
-    student = train_cached(
-        workdir / "student", preset.student, train, val, preset.input_size, student_options, console, reuse=False
-    )
+    student = train_cached(workdir / "student", preset.student, train, val, preset.input_size, student_options, console)
     distilled = distill_cached(
-        workdir / "student_kd", teacher, preset.student, recipe, train, val, student_options, console, reuse=False
+        workdir / "student_kd", teacher, preset.student, recipe, train, val, student_options, console
     )
     rows = [
         checkpoint_row("teacher", teacher, val, device).to_dict(),

@@ -1,5 +1,5 @@
 """Building blocks shared by `edgekd demo` and the benchmark scripts: cached synthetic data, cached training
-runs and one evaluation row per checkpoint."""
+runs (reused only when their configuration is unchanged) and one evaluation row per checkpoint."""
 
 from __future__ import annotations
 
@@ -19,10 +19,13 @@ from edgekd.data.synth import render_dataset
 from edgekd.data.synth_config import SynthConfig
 from edgekd.distill.recipe import Recipe
 from edgekd.distill.run import build_distill_trainer
+from edgekd.errors import EdgeKDError
 from edgekd.evaluate import EvalResult, evaluate_detections, summarize
+from edgekd.models.checkpoint import read_checkpoint
 from edgekd.models.detector import Detector, DetectorConfig
 from edgekd.models.zoo import build_detector
 from edgekd.runtime import predict_dataset
+from edgekd.runtime.metadata import file_sha256
 from edgekd.runtime.torch_runner import TorchRunner
 from edgekd.train.objective import DetectionObjective
 from edgekd.train.trainer import Trainer, TrainOptions
@@ -55,23 +58,59 @@ def ensure_synthetic(
     atomic_write_text(marker, json.dumps(wanted))
 
 
+def run_key(trainer: Trainer) -> dict:
+    """What a finished run's result depends on, as stored in its `done` file: the trainer's run fingerprint (model,
+    input size, classes, data, schedule, teacher path, KD losses), the device and the teacher file's hash."""
+    teacher = trainer.payload_extra.get("teacher")
+    return {
+        "run": trainer.fingerprint.to_dict(),
+        "device": trainer.options.device,
+        "teacher_sha256": file_sha256(teacher) if teacher else None,
+    }
+
+
+def _stored_run(checkpoint: Path) -> dict | None:
+    """The run fingerprint a checkpoint of the run folder records; None when it is missing or unreadable."""
+    try:
+        return read_checkpoint(checkpoint).get("run")
+    except EdgeKDError:
+        return None
+
+
+def _finished_unchanged(run_dir: Path, key: dict) -> bool:
+    """True when run_dir holds a finished run (best.pt and `done`) of exactly this configuration: `done` records
+    `key`; a `done` left empty by an older edgekd is checked against last.pt's run fingerprint."""
+    done = run_dir / "done"
+    if not ((run_dir / "best.pt").is_file() and done.is_file()):
+        return False
+    text = done.read_text().strip()
+    if not text:
+        return _stored_run(run_dir / "last.pt") == key["run"]
+    try:
+        return json.loads(text) == key
+    except json.JSONDecodeError:
+        return False
+
+
 def _cached_run(run_dir: Path, reuse: bool, console: Console, title: str, make_trainer: Callable[[], Trainer]) -> Path:
-    """Run the trainer into run_dir unless `reuse` and an earlier run there finished; returns best.pt. With
-    `reuse`, an interrupted run (last.pt without `done`) continues from its last epoch, exactly (Trainer.resume
-    refuses a last.pt of another configuration)."""
+    """Run the trainer into run_dir unless `reuse` and run_dir holds a finished run of the same configuration
+    (`run_key`); returns best.pt. With `reuse`, an interrupted run of the same configuration (last.pt without
+    `done`) continues from its last epoch, exactly; a run of another configuration is replaced."""
     best = run_dir / "best.pt"
-    if reuse and best.is_file() and (run_dir / "done").is_file():
-        console.print(f"[dim]reusing {best}[/]")
+    trainer = make_trainer()
+    key = run_key(trainer)
+    if reuse and _finished_unchanged(run_dir, key):
+        console.print(f"[dim]reusing {best} (finished, same configuration)[/]")
         return best
-    interrupted = reuse and (run_dir / "last.pt").is_file()
+    last = run_dir / "last.pt"
+    interrupted = reuse and not (run_dir / "done").exists() and last.is_file() and _stored_run(last) == key["run"]
     if not interrupted:
         shutil.rmtree(run_dir, ignore_errors=True)
     console.rule(title)
-    trainer = make_trainer()
     if interrupted:
         trainer.resume()
     trainer.fit()
-    (run_dir / "done").touch()
+    atomic_write_text(run_dir / "done", json.dumps(key, sort_keys=True) + "\n")
     return best
 
 

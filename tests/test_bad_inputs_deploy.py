@@ -197,6 +197,26 @@ EXPORT_OPTIONS = {
     "--dynamic-batch 4:2:8": (["--dynamic-batch", "4:2:8"], ["--dynamic-batch '4:2:8'"]),
     "--nms fast": (["--nms", "fast"], ["--nms fast"]),
     "--opset 7": (["--opset", "7"], ["--opset 7"]),
+    "--int8-ap-budget -1": (
+        ["--int8", "--data", "x", "--int8-ap-budget", "-1"],
+        ["--int8-ap-budget -1.0", "0 or more"],
+    ),
+    "--int8-ap-budget nan": (["--int8", "--data", "x", "--int8-ap-budget", "nan"], ["--int8-ap-budget nan", "finite"]),
+    "--int8-ap-budget without --int8": (["--data", "x", "--int8-ap-budget", "1"], ["--int8-ap-budget 1.0", "--int8"]),
+    "--int8-ap-budget without --data": (
+        ["--int8", "--calib-data", "x", "--int8-ap-budget", "1"],
+        ["--int8-ap-budget 1.0", "--data DIR"],
+    ),
+    "--int8-target gpu": (["--int8", "--data", "x", "--int8-target", "gpu"], ["--int8-target gpu", "tensorrt, cpu"]),
+    "--int8-target cpu without --int8": (["--int8-target", "cpu"], ["--int8-target cpu", "add --int8"]),
+    "--int8-target cpu with --trt": (
+        ["--int8", "--data", "x", "--int8-target", "cpu", "--trt"],
+        ["--int8-target cpu", "TensorRT accepts only"],
+    ),
+    "--int8-ap-budget with --int8-keep": (
+        ["--int8", "--data", "x", "--int8-ap-budget", "1", "--int8-keep", "cls_logits"],
+        ["--int8-ap-budget 1.0", "--int8-keep"],
+    ),
 }
 
 

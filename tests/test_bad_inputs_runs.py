@@ -37,6 +37,13 @@ GOOD_SCHEDULE = "schedule: {epochs: 1, batch: 4}\n"
 GOOD_LOSSES = "losses: {fgfi: {}}\n"
 
 
+@pytest.fixture(autouse=True)
+def no_tensorboard(monkeypatch):
+    """Runs in this process log no TensorBoard events (RUN_DIR/tb/, tested in test_tensorboard.py), so the run
+    folders hold exactly the files these cases check."""
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)
+
+
 def _train(data, out, *extra):
     return ("train", MODEL, "--data", data, "-o", out, "--img-size", "160x64", "--epochs", "2", "--batch", "4",
             "--lr", "0.003", "--device", "cpu", "--quiet", *extra)  # fmt: skip
@@ -437,7 +444,8 @@ def test_stop_right_after_last_pt_then_resume_restores_every_file(lose_best, run
     outcome = run_edgekd(capsys, monkeypatch, *_train(runs["data"], run, "--resume"))
     assert outcome.code == 0, outcome.stderr
     straight = runs["straight"]
-    assert sorted(p.name for p in files_under(run)) == ["best.pt", "last.pt", "metrics.csv", "metrics.png"]
+    run_files = [p for p in files_under(run) if p.parent.name != "tb"]  # the killed process's TensorBoard log
+    assert sorted(p.name for p in run_files) == ["best.pt", "last.pt", "metrics.csv", "metrics.png"]
     _same_weights(straight / "best.pt", run / "best.pt")
     _same_weights(straight / "last.pt", run / "last.pt")
     assert _metric_rows(run) == _metric_rows(straight)
@@ -524,7 +532,8 @@ def test_distill_survives_kill_9_and_resumes_exactly(distilled, tmp_path, capsys
     outcome = run_edgekd(capsys, monkeypatch, *args, "--resume")
     assert outcome.code == 0, outcome.stderr
     straight = distilled["straight"]
-    assert sorted(p.name for p in files_under(run)) == ["best.pt", "last.pt", "metrics.csv", "metrics.png"]
+    run_files = [p for p in files_under(run) if p.parent.name != "tb"]  # the killed process's TensorBoard log
+    assert sorted(p.name for p in run_files) == ["best.pt", "last.pt", "metrics.csv", "metrics.png"]
     _same_weights(straight / "best.pt", run / "best.pt")
     _same_weights(straight / "last.pt", run / "last.pt")
     expected = torch.load(straight / "last.pt", weights_only=True)["objective"]["losses"]

@@ -145,7 +145,8 @@ def test_options_and_batch_parsing():
         BenchOptions(evaluate=True).check()
     with pytest.raises(EdgeKDError, match="--iters 1"):
         BenchOptions(iters=1).check()
-    assert BenchOptions().timed_iters == 100 and BenchOptions(seconds=2.0).timed_iters is None
+    assert BenchOptions().timed_iters is None and BenchOptions().timed_seconds == 3.0
+    assert BenchOptions(iters=5).timed_seconds is None and BenchOptions(seconds=2.0).timed_seconds == 2.0
 
 
 STATS = dict.fromkeys(

@@ -15,17 +15,23 @@ TINY = DemoPreset(
 )  # fmt: skip
 
 
-def test_demo_chain_runs_and_reuses_the_cached_teacher(tmp_path):
+def test_demo_chain_runs_and_a_second_run_reuses_every_unchanged_stage(tmp_path):
     console = Console(quiet=True)
     rows = run_demo(tmp_path, TINY, None, "cpu", console)
     assert [row["model"] for row in rows] == ["teacher", "student (no KD)", "student + KD (fgfi)"]
     assert rows[0]["params_m"] > rows[1]["params_m"] == rows[2]["params_m"]
     assert (tmp_path / "demo.json").is_file()
-    teacher = tmp_path / "teacher_tiny" / "best.pt"
-    stamp = teacher.stat().st_mtime_ns
-    run_demo(tmp_path, TINY, None, "cpu", console)
-    assert teacher.stat().st_mtime_ns == stamp  # trained once, then reused
+    runs = [tmp_path / name / "best.pt" for name in ("teacher_tiny", "student", "student_kd")]
+    stamps = [run.stat().st_mtime_ns for run in runs]
+    again = run_demo(tmp_path, TINY, None, "cpu", console)
+    assert [run.stat().st_mtime_ns for run in runs] == stamps  # trained once, then reused
+    assert [row["AP"] for row in again] == [row["AP"] for row in rows]
     assert demo_table(rows).row_count == 3
+    changed = tmp_path / "changed.yaml"  # another KD weight: only the distilled student is retrained
+    changed.write_text("name: fgfi\nlosses:\n  fgfi: {weight: 0.02, feature_norm: teacher_rms}\n")
+    run_demo(tmp_path, TINY, changed, "cpu", console)
+    after = [run.stat().st_mtime_ns for run in runs]
+    assert after[:2] == stamps[:2] and after[2] != stamps[2]
 
 
 def test_built_in_recipe_is_the_shipped_fgfi_recipe():

@@ -118,12 +118,16 @@ def test_int8_qdq_model_has_its_own_metadata_and_runs(export_run):
 def test_tensorrt_step_builds_or_names_trtexec(export_run):
     result = export_run.result
     if tensorrt_problems():
-        assert isinstance(result.exception, EdgeKDError), result.output
-        message = str(result.exception)
-        assert "cannot build a TensorRT engine here, missing" in message
+        # the ONNX export completes (exit 0); the engine's absence is said, with the trtexec hand-off alone on its line
+        assert result.exit_code == 0, result.output
+        lines = result.output.splitlines()
+        assert any(line.startswith("engine not built: not built here: missing") for line in lines), result.output
         int8_model = export_run.out / "model_int8.onnx"
-        assert f"trtexec --onnx={int8_model} --saveEngine={export_run.out / 'model_int8.engine'}" in message
-        assert "--fp16 --int8" in message and "--memPoolSize=workspace:4096" in message
+        (command,) = [line for line in lines if line.startswith("trtexec ")]
+        assert command.startswith(f"trtexec --onnx={int8_model} --saveEngine={export_run.out / 'model_int8.engine'}")
+        assert "--fp16 --int8" in command and "--memPoolSize=workspace:4096" in command
+        tensorrt = json.loads((export_run.out / "parity.json").read_text())["tensorrt"]
+        assert tensorrt["trtexec"] == command and not (export_run.out / "model_int8.engine").exists()
     else:
         assert result.exit_code == 0, result.output
         assert read_metadata(export_run.out / "model_int8.engine").tensorrt["version"]
@@ -186,7 +190,7 @@ def test_bad_checkpoint_and_unsupported_options_fail_cleanly(export_run, tmp_pat
     assert "cannot read checkpoint" in error_of(str(tmp_path / "junk.pt"))
     assert "--nms fast" in error_of(checkpoint, "--nms", "fast", "-o", str(tmp_path / "a"))
     assert "not both" in error_of(checkpoint, "--batch", "2", "--dynamic-batch", "1:2:4")
-    assert "--fp16 builds a TensorRT" in error_of(checkpoint, "--fp16")
+    assert "--int8-target cpu" in error_of(checkpoint, "--int8-target", "cpu")
     assert "--int8 needs calibration images" in error_of(checkpoint, "--int8")
     assert "--opset 9" in error_of(checkpoint, "--opset", "9", "-o", str(tmp_path / "b"))
     two_stage = tmp_path / "frcnn.pt"

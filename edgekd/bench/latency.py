@@ -36,6 +36,7 @@ from edgekd.bench.timing import (
 from edgekd.data.records import Dataset, Detections
 from edgekd.errors import EdgeKDError
 from edgekd.runtime import (
+    ModelInfo,
     Runner,
     RunnerOptions,
     check_artifact,
@@ -44,8 +45,10 @@ from edgekd.runtime import (
     predict_dataset,
     resolve_backend,
 )
+from edgekd.runtime.metadata import read_metadata
 
-DEFAULT_ITERS = 100
+DEFAULT_SECONDS = 3.0
+"""Time budget per phase when neither --iters nor --seconds is given."""
 MAX_SECONDS = 86400.0
 """--seconds above a day per phase (or infinite, or NaN) is a typo, not a benchmark."""
 STAGES: tuple[str, ...] = ("preprocess", "infer", "postprocess")
@@ -58,8 +61,8 @@ class BenchOptions:
     backend: str = "auto"
     batches: tuple[int, ...] | None = None  # None: each artifact's own batch (exported batch, or 1)
     warmup: int = 10
-    iters: int | None = None  # None with seconds None: DEFAULT_ITERS
-    seconds: float | None = None
+    iters: int | None = None
+    seconds: float | None = None  # None with iters None: DEFAULT_SECONDS
     end_to_end: bool = True
     data: Path | None = None
     split: str = "val"
@@ -89,7 +92,14 @@ class BenchOptions:
 
     @property
     def timed_iters(self) -> int | None:
-        return self.iters if self.iters is not None or self.seconds is not None else DEFAULT_ITERS
+        return self.iters
+
+    @property
+    def timed_seconds(self) -> float | None:
+        """Seconds of timed calls per phase: --seconds, DEFAULT_SECONDS without --iters, None with --iters."""
+        if self.seconds is not None:
+            return self.seconds
+        return DEFAULT_SECONDS if self.iters is None else None
 
     def settings(self) -> dict:
         return {
@@ -97,7 +107,7 @@ class BenchOptions:
             "batches": list(self.batches) if self.batches else None,
             "warmup": self.warmup,
             "iters": self.timed_iters,
-            "seconds": self.seconds,
+            "seconds": self.timed_seconds,
             "end_to_end": self.end_to_end,
             "data": str(self.data) if self.data else None,
             "split": self.split if self.data else None,
@@ -126,7 +136,7 @@ class _Timer:
 
     def __call__(self, fn: Callable[[], object], clock) -> Measurement:
         options = self.options
-        return measure(fn, clock, warmup=options.warmup, iters=options.timed_iters, seconds=options.seconds)
+        return measure(fn, clock, warmup=options.warmup, iters=options.timed_iters, seconds=options.timed_seconds)
 
 
 def time_end_to_end(
@@ -260,21 +270,123 @@ def evaluate_runner(runner: Runner, dataset: Dataset, batch: int) -> dict:
     return evaluate_detections(dataset, predict_dataset(runner, dataset, batch)).to_dict()
 
 
-def run_bench(
-    paths: list[Path], options: BenchOptions, progress: Callable[[str], None] | None = None, command: str = ""
-) -> BenchRun:
-    """Benchmark every artifact (`BenchRun.to_dict` is the bench JSON, see `edgekd.bench.schema`)."""
+GPU_BACKENDS = ("ort-cuda", "ort-trt", "trt")
+
+
+@dataclass
+class PlanItem:
+    """One artifact on its backend: the batches it will measure, those it cannot run (batch -> why) and the
+    phases timed per batch."""
+
+    path: Path
+    backend: str
+    batches: tuple[int, ...]
+    skipped: dict[int, str]
+    phases: tuple[str, ...]
+
+
+@dataclass
+class BenchPlan:
+    """What a bench will measure, worked out from the options and the artifacts' metadata before any model is
+    loaded, so that its length and its skipped batches are known up front."""
+
+    items: list[PlanItem]
+    seconds: float | None  # timed seconds per phase; None with --iters
+    iters: int | None
+    warmup: int
+    evaluate: bool
+
+    @property
+    def measurements(self) -> int:
+        """Progress steps: one per measured batch, plus one accuracy run per artifact with --eval."""
+        return sum(len(item.batches) + int(self.evaluate and bool(item.batches)) for item in self.items)
+
+    @property
+    def timed_seconds(self) -> float | None:
+        """Seconds of timed calls in all, None with --iters (unknown before the first call)."""
+        if self.seconds is None:
+            return None
+        return sum(len(item.batches) * len(item.phases) for item in self.items) * self.seconds
+
+    def lines(self) -> list[str]:
+        """The estimate and the skipped batches, in words."""
+        budget = f"{self.seconds:g} s" if self.seconds is not None else f"{self.iters} calls"
+        lines = []
+        for item in self.items:
+            batches = ",".join(str(batch) for batch in item.batches) or "none"
+            lines.append(
+                f"  {item.path} [{item.backend}]: batch {batches} x {len(item.phases)} phase(s) "
+                f"({', '.join(item.phases)}) x {budget}"
+            )
+            for batch, why in item.skipped.items():
+                lines.append(f"  {item.path} [{item.backend}]: batch {batch} will be skipped: {why}")
+        total = sum(len(item.batches) * len(item.phases) for item in self.items)
+        head = f"bench plan: {len(self.items)} artifact(s), {total} timed phase(s) of {budget} each"
+        if self.timed_seconds is not None:
+            head += f", about {_minutes(self.timed_seconds)} of timed calls"
+        head += f" plus loading, first calls and {self.warmup} warm-up call(s) per phase"
+        if self.evaluate:
+            head += ", plus one accuracy run per artifact"
+        return [head, *lines]
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
+
+
+def _runs_on_gpu(backend: str, device: str) -> bool:
+    if backend in GPU_BACKENDS:
+        return True
+    if backend != "torch" or device == "cpu":
+        return False
+    from edgekd.options import resolve_device
+
+    return resolve_device(device).startswith("cuda")
+
+
+def plan_bench(paths: list[Path], options: BenchOptions) -> BenchPlan:
+    """Check the artifacts and work out the plan (see BenchPlan); an exported model's batch limits come from its
+    metadata, a checkpoint runs any batch."""
     options.check()
     if not paths:
         raise EdgeKDError("give at least one artifact (.pt, .onnx or .engine)")
-    plan = []
+    items = []
     for path in paths:
         check_artifact(path)
-        plan.append((path, resolve_backend(path, options.backend)))
+        backend = resolve_backend(path, options.backend)
+        info = None
+        if path.suffix != ".pt":
+            kind = "onnx" if path.suffix == ".onnx" else "engine"
+            info = ModelInfo.from_metadata(read_metadata(path), kind, path.parent.name)
+        wanted = options.batches or ((info.default_batch if info else 1),)
+        skipped = {batch: info.batch_problem(batch) for batch in wanted if info and info.batch_problem(batch)}
+        phases = ["compute"]
+        if _runs_on_gpu(backend, options.backend_options.device):
+            phases += ["host_to_device", "device_to_host"]
+        if options.end_to_end:
+            phases.append("end_to_end")
+        runnable = tuple(batch for batch in wanted if batch not in skipped)
+        items.append(PlanItem(path, backend, runnable, skipped, tuple(phases)))
+    if not any(item.batches for item in items):
+        reasons = "; ".join(f"{item.path} batch {b}: {why}" for item in items for b, why in item.skipped.items())
+        raise EdgeKDError(f"no batch size could run: {reasons}")
+    return BenchPlan(items, options.timed_seconds, options.timed_iters, options.warmup, options.evaluate)
+
+
+def run_bench(
+    paths: list[Path],
+    options: BenchOptions,
+    progress: Callable[[str], None] | None = None,
+    command: str = "",
+    plan: BenchPlan | None = None,
+) -> BenchRun:
+    """Benchmark every artifact (`BenchRun.to_dict` is the bench JSON, see `edgekd.bench.schema`); `plan` is
+    `plan_bench(paths, options)`, worked out here when not given."""
+    plan = plan or plan_bench(paths, options)
     frames = _Frames(options)
     records: list[BenchRecord] = []
-    for path, backend in plan:
-        records += bench_artifact(path, backend, options, frames, progress)
+    for item in plan.items:
+        records += bench_artifact(item.path, item.backend, options, frames, progress)
     if all(record.skipped is not None for record in records):
         reasons = "; ".join(f"{record.artifact}: {record.skipped}" for record in records)
         raise EdgeKDError(f"no batch size could run: {reasons}")

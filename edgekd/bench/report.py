@@ -1,7 +1,8 @@
 """`edgekd report`: eval and bench JSONs -> one Markdown page, an accuracy-vs-latency PNG and report.json.
 
 Finding the files: each input is a bench/eval JSON file (recognised by content) or a folder searched
-recursively for `*.bench.json` and `*.eval.json`.
+recursively for `*.bench.json` and `*.eval.json`, and for JSON files of other names that hold a bench run or an eval
+result naming its artifact (so `edgekd eval --json runs/student/eval.json` is found).
 
 Pairing accuracy with latency (first rule that applies):
 1. a bench record made with `edgekd bench --data DIR --eval` carries its own accuracy (same backend, same run);
@@ -66,6 +67,18 @@ def _add(inputs: Inputs, path: Path, explicit: bool) -> None:
         )
 
 
+def _add_if_named(inputs: Inputs, path: Path) -> None:
+    """A JSON file found in a folder under another name: kept when it is a bench JSON or an eval JSON that names
+    its artifact (`edgekd eval --json` anywhere), silently passed over otherwise (other tools' JSON files)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return
+    is_bench = isinstance(data, dict) and str(data.get("format", "")).startswith("edgekd-bench")
+    if is_bench or (_is_eval(data) and any(isinstance(data.get(key), str) for key in ("artifact", "model"))):
+        _add(inputs, path, explicit=True)
+
+
 def find_inputs(paths: list[Path]) -> Inputs:
     """Load every bench and eval JSON named or found under the given paths."""
     if not paths:
@@ -78,6 +91,8 @@ def find_inputs(paths: list[Path]) -> Inputs:
             for found in sorted(path.rglob("*.json")):
                 if found.name.endswith((BENCH_SUFFIX, EVAL_SUFFIX)):
                     _add(inputs, found, explicit=False)
+                else:
+                    _add_if_named(inputs, found)
         else:
             _add(inputs, path, explicit=True)
     if not inputs.bench:

@@ -39,12 +39,17 @@ def versions() -> dict[str, str]:
 
 
 def host_info() -> dict:
+    """The machine of a benchmark run; `conditions` says how its CPU was set (governors, RAPL readability:
+    `edgekd.bench.energy.measurement_conditions`)."""
+    from edgekd.bench.energy import measurement_conditions
+
     return {
         "platform": platform.platform(),
         "cpu": cpu_model(),
         "cpu_count": os.cpu_count(),
         "versions": versions(),
         "gpu": gpu_state(),
+        "conditions": measurement_conditions(),
     }
 
 

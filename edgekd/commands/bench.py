@@ -10,16 +10,15 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+
+from edgekd.console import print_table
+from edgekd.progress import make_progress, progress_console
 
 BACKEND_HELP = (
     "auto (.pt: torch, .onnx: ort-cuda if available else ort-cpu, .engine: trt), "
     "torch, ort-cpu, ort-cuda, ort-trt or trt."
 )
-
-
-def _count_steps(paths: list[Path], batches: tuple[int, ...] | None, evaluate: bool) -> int:
-    return len(paths) * ((len(batches) if batches else 1) + int(evaluate))
 
 
 def bench_command(
@@ -29,9 +28,10 @@ def bench_command(
         str | None, typer.Option("--batch", help="Batch sizes, e.g. 1,4,8 (default: the artifact's own, or 1).")
     ] = None,
     warmup: Annotated[int, typer.Option("--warmup", help="Untimed calls after the first call.")] = 10,
-    iters: Annotated[int | None, typer.Option("--iters", help="Timed calls per phase (default 100).")] = None,
+    iters: Annotated[int | None, typer.Option("--iters", help="Timed calls per phase instead of --seconds.")] = None,
     seconds: Annotated[
-        float | None, typer.Option("--seconds", help="Time each phase for this long instead of --iters.")
+        float | None,
+        typer.Option("--seconds", help="Time each phase for this long, at least 10 calls (default 3 without --iters)."),
     ] = None,
     threads: Annotated[
         int | None, typer.Option("--threads", help="CPU threads (ONNX Runtime intra-op, torch).")
@@ -49,11 +49,11 @@ def bench_command(
         bool, typer.Option("--eval", help="Also measure accuracy on --data with the benchmarked backend.")
     ] = False,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the records here (X.bench.json).")] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No plan and no progress (stderr).")] = False,
 ) -> None:
     """Latency per artifact, backend and batch: min/mean/p50/p90/p99/std, throughput, compute-only vs end-to-end,
     device copies on GPU, peak memory, size, params and GFLOPs; warns when a run is unstable (CV > 5%)."""
-    from edgekd.bench.latency import BenchOptions, parse_batches, run_bench
+    from edgekd.bench.latency import BenchOptions, parse_batches, plan_bench, run_bench
     from edgekd.bench.tables import bench_table, detail_table
     from edgekd.evaluate.report import check_json_target, write_results_json
     from edgekd.runtime import RunnerOptions
@@ -74,24 +74,25 @@ def bench_command(
     options.check()
     if json_out is not None:
         check_json_target(json_out)
-    console = Console()
+    plan = plan_bench(list(artifacts), options)
+    status = progress_console(quiet)
+    for line in plan.lines():
+        status.print(escape(line), highlight=False, soft_wrap=True)
     command = "edgekd " + " ".join(shlex.quote(arg) for arg in sys.argv[1:])
-    with Progress(
-        TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=console, disable=quiet
-    ) as progress:
-        task = progress.add_task("bench", total=_count_steps(artifacts, batches, evaluate))
-        started = [False]
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with make_progress(status, columns, interval=0) as progress:
+        task = progress.add_task("bench", total=plan.measurements)
+        done = [0]
 
         def step(description: str) -> None:
-            if started[0]:
-                progress.advance(task)
-            started[0] = True
-            progress.update(task, description=escape(description))
+            progress.update(task, description=escape(description), completed=done[0])
+            done[0] += 1
 
-        run = run_bench(list(artifacts), options, progress=step, command=command)
-        progress.update(task, completed=progress.tasks[0].total)
-    console.print(bench_table(run))
-    console.print(detail_table(run))
+        run = run_bench(list(artifacts), options, progress=step, command=command, plan=plan)
+        progress.update(task, description="bench done", completed=plan.measurements)
+    console = Console()
+    print_table(console, bench_table(run), name_columns=(0, 1))
+    print_table(console, detail_table(run), name_columns=(0, 1))
     for line in run.warnings():
         console.print(f"[yellow]warning:[/] {escape(line)}", highlight=False, soft_wrap=True)
     if json_out is not None:

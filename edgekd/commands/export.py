@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from edgekd.errors import EdgeKDError
 
@@ -37,9 +38,21 @@ def export_command(
             "it as it was; a folder holding files other than an export's is refused.",
         ),
     ] = None,
-    onnx: Annotated[bool, typer.Option("--onnx", help="Export ONNX (always done: TensorRT builds from it).")] = False,
-    trt: Annotated[bool, typer.Option("--trt", help="Also build a TensorRT engine (needs TensorRT + a GPU).")] = False,
-    fp16: Annotated[bool, typer.Option("--fp16", help="TensorRT engine in FP16.")] = False,
+    trt: Annotated[
+        bool,
+        typer.Option(
+            "--trt",
+            help="Also build a TensorRT engine (needs TensorRT + a GPU); where they are missing, the ONNX export "
+            "still completes and the trtexec command that builds the engine on the target device is printed.",
+        ),
+    ] = False,
+    fp16: Annotated[
+        bool,
+        typer.Option(
+            "--fp16",
+            help="FP16: model_fp16.onnx (checked on ONNX Runtime against FP16 bounds), and an FP16 engine with --trt.",
+        ),
+    ] = False,
     int8: Annotated[
         bool, typer.Option("--int8", help="INT8: ONNX Runtime QDQ model, and an INT8 engine with --trt.")
     ] = False,
@@ -52,6 +65,22 @@ def export_command(
         str,
         typer.Option("--int8-keep", help="Layers kept in float under INT8: auto (head outputs), none, or NAME,NAME."),
     ] = "auto",
+    int8_ap_budget: Annotated[
+        float | None,
+        typer.Option(
+            "--int8-ap-budget",
+            help="INT8: AP points the QDQ model may lose against the FP32 export on --data; the layers kept in "
+            "float are searched (per-group sensitivity, then fallback) instead of --int8-keep.",
+        ),
+    ] = None,
+    int8_target: Annotated[
+        str,
+        typer.Option(
+            "--int8-target",
+            help="INT8 QDQ form: tensorrt (symmetric signed activations, what TensorRT accepts) or cpu (unsigned "
+            "activations, which ONNX Runtime's x86 kernels fuse: faster on CPU; not for TensorRT).",
+        ),
+    ] = "tensorrt",
     batch: Annotated[int | None, typer.Option("--batch", help="Static batch size (default 1).")] = None,
     dynamic_batch: Annotated[
         str | None, typer.Option("--dynamic-batch", help="Dynamic batch MIN:OPT:MAX, e.g. 1:4:8 (RetinaNet, FCOS).")
@@ -89,6 +118,8 @@ def export_command(
         calib_split=calib_split,
         calib_images=calib_images,
         int8_keep=parse_keep(int8_keep),
+        int8_ap_budget=int8_ap_budget,
+        int8_target=int8_target,
         batch=spec,
         nms=nms,
         opset=opset,
@@ -102,10 +133,18 @@ def export_command(
     if json_out:
         typer.echo(json.dumps(result.report.to_dict(), indent=2))
         return
-    written = [result.onnx] + [p for p in (result.int8_onnx, result.engine) if p is not None]
+    written = [result.onnx] + [p for p in (result.fp16_onnx, result.int8_onnx, result.engine) if p is not None]
     Console(soft_wrap=True).print(
         "exported: " + ", ".join(str(p) for p in written) + f" (parity report: {result.out_dir / 'parity.md'})"
     )
+    status = result.report.tensorrt
+    if trt and result.engine is None and status is not None:
+        Console(soft_wrap=True).print(
+            f"[yellow]engine not built:[/] {escape(status.status)}. On the target device, build it with this "
+            "command (or run this export there with --trt, which also writes the metadata `edgekd eval`/`bench` need):",
+            highlight=False,
+        )
+        typer.echo(status.trtexec)
 
 
 def register(app: typer.Typer) -> None:

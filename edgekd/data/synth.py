@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from edgekd.atomic import output_dir
 from edgekd.data.kitti import write_calib, write_label_file
@@ -41,6 +41,7 @@ from edgekd.data.synth_geometry import Camera, Pose, observation_angle
 from edgekd.data.synth_layout import ObjectSpec, make_camera, sample_scene
 from edgekd.data.synth_objects import car_drawing, cyclist_drawing, pedestrian_drawing
 from edgekd.errors import EdgeKDError
+from edgekd.progress import make_progress, progress_console
 
 __all__ = ["SynthConfig", "SynthSummary", "render_dataset", "render_scene"]
 
@@ -322,7 +323,8 @@ def _render_into(
 
 @contextmanager
 def _progress_bar(enabled: bool, description: str, total: int) -> Iterator[Callable[[], None]]:
-    """A rich progress bar (or nothing); yields the function that advances it by one."""
+    """Progress on stderr (a rich bar on a terminal, periodic plain lines in a log), or nothing; yields the function
+    that advances it by one."""
     if not enabled:
         yield lambda: None
         return
@@ -333,6 +335,6 @@ def _progress_bar(enabled: bool, description: str, total: int) -> Iterator[Calla
         TimeElapsedColumn(),
         TimeRemainingColumn(),
     )
-    with Progress(*columns) as bar:
+    with make_progress(progress_console(), columns) as bar:
         task = bar.add_task(description, total=total)
         yield lambda: bar.advance(task)

@@ -24,6 +24,7 @@ EXPORT_FILES: tuple[str, ...] = (
     "model*.rejected",
     "parity.json",
     "parity.md",
+    "int8_search.png",
     "timing.cache",
     "calibration.cache",
     ".*.tmp",  # an atomic write interrupted by a crash

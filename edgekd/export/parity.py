@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from rich.table import Table
 
+from edgekd.export.int8_search import Int8Search, search_markdown
+
 RAW_TOLERANCE = 1e-3
 """Max absolute difference of boxes (pixels) and scores between PyTorch and ONNX Runtime (FP32)."""
 AP_TOLERANCE = 0.1
@@ -144,8 +146,16 @@ class ApRow:
     passed: bool | None = None
 
     @classmethod
-    def measured(cls, name: str, metrics: dict[str, float], reference: ApRow | None, enforced: bool) -> ApRow:
-        """A row of `metrics`; with a reference row, the differences and (if `enforced`) whether they hold."""
+    def measured(
+        cls,
+        name: str,
+        metrics: dict[str, float],
+        reference: ApRow | None,
+        enforced: bool,
+        tolerance: float = AP_TOLERANCE,
+    ) -> ApRow:
+        """A row of `metrics`; with a reference row, the differences and (if `enforced`) whether they hold
+        within `tolerance` AP points."""
         if reference is None:
             return cls(name, metrics)
         delta = {
@@ -153,8 +163,8 @@ class ApRow:
         }
         if not enforced:
             return cls(name, metrics, delta)
-        passed = all(abs(value) <= AP_TOLERANCE for key, value in delta.items() if key != "AP50")
-        return cls(name, metrics, delta, AP_TOLERANCE, passed)
+        passed = all(abs(value) <= tolerance for key, value in delta.items() if key != "AP50")
+        return cls(name, metrics, delta, tolerance, passed)
 
     def to_dict(self) -> dict:
         row: dict = {"name": self.name, **self.metrics}
@@ -189,6 +199,55 @@ class ApSection:
 
 
 @dataclass
+class ModelParity:
+    """Raw outputs of a reduced-precision artifact (`label`: "ONNX Runtime FP16", "TensorRT int8 engine") against
+    PyTorch FP32, with that precision's own bounds; `raw` is None where the artifact has no raw outputs (an
+    engine ending in NMS), `checked` False where its raw outputs are reported but not gated (INT8)."""
+
+    label: str
+    model: str
+    raw: RawDifference | None
+    inputs: str
+    box_tolerance: float
+    score_tolerance: float
+    checked: bool = True
+
+    @property
+    def passed(self) -> bool:
+        if self.raw is None or not self.checked:
+            return True
+        return self.raw.boxes_max <= self.box_tolerance and self.raw.scores_max <= self.score_tolerance
+
+    def to_dict(self) -> dict:
+        return {
+            "label": self.label,
+            "model": self.model,
+            "raw": self.raw.to_dict(self.inputs, None) if self.raw is not None else None,
+            "box_tolerance": self.box_tolerance if self.checked else None,
+            "score_tolerance": self.score_tolerance if self.checked else None,
+            "passed": self.passed,
+        }
+
+    def rows(self) -> list[tuple[str, str, str, str]]:
+        """(output, max, mean, tolerance) cells of its raw differences."""
+        if self.raw is None:
+            return []
+        raw = self.raw
+        return [
+            (
+                output,
+                _fmt(maximum, True),
+                _fmt(total / max(count, 1), True),
+                _fmt(bound, True) if self.checked else "not gated",
+            )
+            for output, maximum, total, count, bound in (
+                ("boxes", raw.boxes_max, raw.boxes_sum, raw.boxes_count, self.box_tolerance),
+                ("scores", raw.scores_max, raw.scores_sum, raw.scores_count, self.score_tolerance),
+            )
+        ]
+
+
+@dataclass
 class TensorRTStatus:
     """What became of the engine: built (and where) or why not, with the trtexec command that builds it."""
 
@@ -204,7 +263,7 @@ class ParityReport:
     """The parity report of one export (parity.json / parity.md): raw differences, AP per backend, notes.
 
     `ap` is None when no --data was given (`ap_skipped` says so); `int8_model` and `tensorrt` are set when those
-    artifacts were asked for."""
+    artifacts were asked for, `int8_search` (and its PNG `int8_search_plot`) with --int8-ap-budget."""
 
     checkpoint: str
     checkpoint_sha256: str
@@ -219,13 +278,18 @@ class ParityReport:
     ap_skipped: str | None = None
     notes: list[str] = field(default_factory=list)
     int8_model: str | None = None
+    int8_search: Int8Search | None = None
+    int8_search_plot: str | None = None
+    fp16: ModelParity | None = None
+    engine: ModelParity | None = None
     tensorrt: TensorRTStatus | None = None
 
     @property
     def passed(self) -> bool:
         """Raw outputs within tolerance and every enforced AP row within tolerance."""
         ap_ok = self.ap is None or all(row.passed is not False for row in self.ap.rows)
-        return self.raw.within(self.raw_tolerance) and ap_ok
+        others_ok = all(check.passed for check in (self.fp16, self.engine) if check is not None)
+        return self.raw.within(self.raw_tolerance) and ap_ok and others_ok
 
     def to_dict(self) -> dict:
         """The parity.json layout."""
@@ -243,6 +307,12 @@ class ParityReport:
         }
         if self.int8_model is not None:
             data["int8_model"] = self.int8_model
+        if self.fp16 is not None:
+            data["fp16"] = self.fp16.to_dict()
+        if self.engine is not None:
+            data["engine"] = self.engine.to_dict()
+        if self.int8_search is not None:
+            data["int8_search"] = {**self.int8_search.to_dict(), "plot": self.int8_search_plot}
         if self.tensorrt is not None:
             data["tensorrt"] = self.tensorrt.to_dict()
         return data
@@ -290,6 +360,10 @@ def report_tables(report: ParityReport) -> list[Table]:
         table.add_row(output, *_raw_cells(report, output), _fmt(report.raw_tolerance, True), verdict)
     if _unmatched(report):
         table.caption = f"proposals without a counterpart: {_unmatched(report)}"
+    for check in (report.fp16, report.engine):
+        if check is not None:
+            for output, maximum, mean, bound in check.rows():
+                table.add_row(f"{output} ({check.label})", maximum, mean, bound, _verdict(check.passed))
     tables = [table]
     ap = report.ap
     if ap is not None and ap.rows:
@@ -321,6 +395,16 @@ def report_markdown(report: ParityReport) -> str:
         lines.append(f"| {output} | {maximum} | {mean} | {_fmt(report.raw_tolerance, True)} |")
     if _unmatched(report):
         lines += ["", f"Proposals without a counterpart: {_unmatched(report)}."]
+    for check in (report.fp16, report.engine):
+        if check is not None and check.rows():
+            lines += [
+                "",
+                f"## Raw outputs, PyTorch FP32 vs {check.label} ({check.inputs}): {_verdict(check.passed)}",
+                "",
+                "| output | max abs diff | mean abs diff | tolerance |",
+                "|---|---:|---:|---:|",
+            ]
+            lines += ["| " + " | ".join(cells) + " |" for cells in check.rows()]
     ap = report.ap
     lines += ["", "## AP", ""]
     if ap is None or not ap.rows:
@@ -337,6 +421,8 @@ def report_markdown(report: ParityReport) -> str:
             lines += ["", ap.note]
     for note in report.notes:
         lines += ["", f"- {note}"]
+    if report.int8_search is not None:
+        lines += ["", search_markdown(report.int8_search, report.int8_search_plot).rstrip("\n")]
     if report.tensorrt is not None:
         lines += ["", "## TensorRT", "", report.tensorrt.status]
         if report.tensorrt.trtexec:

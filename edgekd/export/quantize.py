@@ -4,7 +4,12 @@ measured on CPU, and so TensorRT can build an INT8 engine from the same scales (
 Choices:
 - Only Conv/Gemm/MatMul are quantised: box decoding (Exp, Mul, Add on pixel coordinates) and score activations
   stay in float, where INT8 would cost whole pixels.
-- Symmetric INT8 activations and weights (zero point 0), per-channel weights: the form TensorRT accepts.
+- Two targets (`--int8-target`): `tensorrt` (default), symmetric signed INT8 activations and weights (zero point
+  0, S8S8), the only form TensorRT accepts; `cpu`, unsigned asymmetric activations with signed symmetric weights
+  (U8S8), the form ONNX Runtime's x86 kernels fuse. With S8S8, ONNX Runtime 1.32 on x86 fuses only part of the
+  Q/DQ-wrapped convolutions into QLinearConv; the others run in float with their weights dequantised on every
+  call, which makes S8S8 INT8 slower than FP32 on CPU (benchmarks/results/int8_profile.md measures it).
+- Per-channel weights.
 - Entropy calibration (as TensorRT's IInt8EntropyCalibrator2) over a few hundred real, preprocessed images.
 - The heads' last layers (class logits and box regression) are kept in float by default: post-training
   quantisation of detection heads is where most of the AP is lost.
@@ -16,6 +21,7 @@ import contextlib
 import io
 import tempfile
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +42,26 @@ HEAD_OUTPUT_LAYERS: dict[str, tuple[str, ...]] = {
 
 QUANTIZED_OPS = ("Conv", "Gemm", "MatMul")
 MIN_RECOMMENDED_IMAGES = 100
+INT8_TARGETS: dict[str, str] = {
+    "tensorrt": "symmetric int8 activations and weights (S8S8), for TensorRT explicit quantisation",
+    "cpu": "asymmetric uint8 activations, symmetric int8 weights (U8S8), for ONNX Runtime on x86 CPUs",
+}
+"""--int8-target: the runtime the QDQ model is tuned for, and how its activations are quantised."""
+
+
+@dataclass(frozen=True)
+class QuantSettings:
+    """How `QdqQuantizer` quantises: target runtime (INT8_TARGETS), per-channel weights, quantised op types."""
+
+    target: str = "tensorrt"
+    per_channel: bool = True
+    op_types: tuple[str, ...] = QUANTIZED_OPS
+    operator_format: bool = False  # QOperator (QLinearConv nodes) instead of QDQ: only benchmarks compare it
+
+    def describe(self) -> str:
+        weights = "per-channel" if self.per_channel else "per-tensor"
+        form = "QOperator" if self.operator_format else "QDQ"
+        return f"onnxruntime static {form}, entropy calibration, {INT8_TARGETS[self.target]}, {weights} weights"
 
 
 def float_nodes(model: onnx.ModelProto, patterns: Sequence[str]) -> list[str]:
@@ -84,39 +110,106 @@ def _reader(records: Sequence[ImageRecord], input_size: tuple[int, int], batch: 
     return ImageReader()
 
 
-def _quantize_in_temporary_folder(
-    raw: onnx.ModelProto,
-    records: Sequence[ImageRecord],
-    input_size: tuple[int, int],
-    batch: int,
-    keep_float: Sequence[str],
-    input_name: str,
-) -> tuple[onnx.ModelProto, list[str]]:
-    """ONNX Runtime's quantiser works on files: they live in a temporary folder, deleted however this ends."""
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
-    from onnxruntime.quantization.shape_inference import quant_pre_process
+class QdqQuantizer:
+    """ONNX Runtime static QDQ quantisation of one float graph, calibrated once and quantised as often as asked.
 
-    with tempfile.TemporaryDirectory(prefix="edgekd-int8-") as folder:
-        source, prepared, output = (Path(folder) / name for name in ("fp32.onnx", "prepared.onnx", "int8.onnx"))
-        onnx.save(raw, source)
-        quant_pre_process(source, prepared, skip_symbolic_shape=True)
-        excluded = float_nodes(onnx.load(prepared), keep_float)  # names after pre-processing's fusions
-        with contextlib.redirect_stdout(io.StringIO()):  # the entropy calibrator prints its progress
-            quantize_static(
-                prepared,
-                output,
-                _reader(records, input_size, batch, input_name),
-                quant_format=QuantFormat.QDQ,
-                op_types_to_quantize=list(QUANTIZED_OPS),
-                per_channel=True,
-                activation_type=QuantType.QInt8,
-                weight_type=QuantType.QInt8,
-                nodes_to_exclude=excluded,
-                calibrate_method=CalibrationMethod.Entropy,
-                extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, "CalibMaxIntermediateOutputs": 8},
-            )
-        quantized = onnx.load(output)
-    return quantized, excluded
+    ONNX Runtime's quantiser works on files: the pre-processed float model and the calibration cache (tensor
+    ranges, `quantize_static(calibration_cache_path=...)`) live in a temporary folder that `close()` deletes.
+    The ranges do not depend on which nodes are excluded, so every `quantize(keep)` after the first reuses them:
+    the INT8 fallback search (`edgekd.export.int8_search`) builds dozens of variants from one calibration.
+    Use as a context manager.
+    """
+
+    def __init__(
+        self,
+        raw: onnx.ModelProto,
+        records: Sequence[ImageRecord],
+        input_size: tuple[int, int],
+        batch: int,
+        input_name: str = "images",
+        settings: QuantSettings | None = None,
+    ) -> None:
+        from onnxruntime.quantization.shape_inference import quant_pre_process
+
+        self.records, self.input_size, self.batch, self.input_name = records, input_size, batch, input_name
+        self.settings = settings or QuantSettings()
+        self._folder = tempfile.TemporaryDirectory(prefix="edgekd-int8-")
+        folder = Path(self._folder.name)
+        self.source, self.prepared = folder / "fp32.onnx", folder / "prepared.onnx"
+        self.cache, self.output = folder / "calibration.json", folder / "int8.onnx"
+        try:
+            onnx.save(raw, self.source)
+            quant_pre_process(self.source, self.prepared, skip_symbolic_shape=True)
+        except OSError as error:
+            self.close()
+            raise _temporary_error(error) from None
+        self.model = onnx.load(self.prepared)
+        """The pre-processed float graph: node names here are the ones `quantize` excludes by."""
+
+    def quantisable_nodes(self) -> list[str]:
+        """Names of the nodes the quantiser would quantise (the settings' op types), in graph order."""
+        return [node.name for node in self.model.graph.node if node.op_type in self.settings.op_types]
+
+    def quantize(self, keep_nodes: Sequence[str]) -> onnx.ModelProto:
+        """The QDQ model with `keep_nodes` (exact node names of `model`) left in float."""
+        from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+        settings = self.settings
+        signed = settings.target == "tensorrt"
+        extra = {"ActivationSymmetric": signed, "WeightSymmetric": True, "CalibMaxIntermediateOutputs": 8}
+        try:
+            with contextlib.redirect_stdout(io.StringIO()):  # the entropy calibrator prints its progress
+                quantize_static(
+                    self.prepared,
+                    self.output,
+                    _reader(self.records, self.input_size, self.batch, self.input_name),
+                    quant_format=QuantFormat.QOperator if settings.operator_format else QuantFormat.QDQ,
+                    op_types_to_quantize=list(settings.op_types),
+                    per_channel=settings.per_channel,
+                    activation_type=QuantType.QInt8 if signed else QuantType.QUInt8,
+                    weight_type=QuantType.QInt8,
+                    nodes_to_exclude=list(keep_nodes),
+                    calibrate_method=CalibrationMethod.Entropy,
+                    extra_options=extra,
+                    calibration_cache_path=self.cache,
+                )
+            return onnx.load(self.output)
+        except OSError as error:
+            raise _temporary_error(error) from None
+
+    def close(self) -> None:
+        self._folder.cleanup()
+
+    def __enter__(self) -> QdqQuantizer:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def _temporary_error(error: OSError) -> EdgeKDError:
+    return EdgeKDError(
+        f"INT8 quantisation: cannot write its temporary models in {tempfile.gettempdir()}: "
+        f"{error.strerror or error} (set TMPDIR to a folder with room)"
+    )
+
+
+def quantization_info(
+    records: Sequence[ImageRecord],
+    keep_float: Sequence[str],
+    excluded: Sequence[str],
+    settings: QuantSettings | None = None,
+) -> dict:
+    """The metadata `quantization` section of a QDQ model: method, calibration and the nodes kept in float."""
+    settings = settings or QuantSettings()
+    return {
+        "method": settings.describe(),
+        "target": settings.target,
+        "quantized_ops": list(settings.op_types),
+        "calibration_images": len(records),
+        "kept_float_patterns": list(keep_float),
+        "kept_float_nodes": list(excluded),
+    }
 
 
 def quantize_qdq(
@@ -126,23 +219,14 @@ def quantize_qdq(
     batch: int,
     keep_float: Sequence[str],
     input_name: str = "images",
+    settings: QuantSettings | None = None,
 ) -> tuple[onnx.ModelProto, dict]:
-    """The INT8 QDQ version of `raw`, calibrated on `records`; returns it and a description for the metadata.
+    """The INT8 QDQ version of `raw`, calibrated on `records`, with the nodes matching `keep_float` in float;
+    returns it and a description for the metadata.
 
     Static-batch models calibrate on batches of exactly `batch` images (the last one padded with black images).
     """
-    try:
-        quantized, excluded = _quantize_in_temporary_folder(raw, records, input_size, batch, keep_float, input_name)
-    except OSError as error:
-        raise EdgeKDError(
-            f"INT8 quantisation: cannot write its temporary models in {tempfile.gettempdir()}: "
-            f"{error.strerror or error} (set TMPDIR to a folder with room)"
-        ) from None
-    info = {
-        "method": "onnxruntime static QDQ, entropy calibration, symmetric int8, per-channel weights",
-        "quantized_ops": list(QUANTIZED_OPS),
-        "calibration_images": len(records),
-        "kept_float_patterns": list(keep_float),
-        "kept_float_nodes": excluded,
-    }
-    return quantized, info
+    with QdqQuantizer(raw, records, input_size, batch, input_name, settings) as quantizer:
+        excluded = float_nodes(quantizer.model, keep_float)  # names after pre-processing's fusions
+        quantized = quantizer.quantize(excluded)
+    return quantized, quantization_info(records, keep_float, excluded, quantizer.settings)

@@ -9,6 +9,7 @@ folder beside the output folder, which it then replaces as a whole (`edgekd.expo
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,10 +19,12 @@ from rich.console import Console
 from rich.progress import track
 
 from edgekd.atomic import atomic_write_bytes, atomic_write_text
+from edgekd.console import print_table
 from edgekd.data.records import Dataset, Detections
 from edgekd.errors import EdgeKDError
 from edgekd.export.folder import ExportFolder
 from edgekd.export.parity import (
+    AP_TOLERANCE,
     INT8_AP_AIM,
     RAW_TOLERANCE,
     ApRow,
@@ -40,6 +43,7 @@ from edgekd.runtime.metadata import (
     file_sha256,
     library_versions,
     metadata_path,
+    read_metadata,
     write_metadata,
 )
 from edgekd.runtime.onnx_runner import OnnxRunner
@@ -49,6 +53,8 @@ from edgekd.runtime.runner import predict_dataset
 from edgekd.runtime.torch_runner import TorchRunner
 
 EXPORT_ROOT = Path("export")
+SEARCH_PLOT = "int8_search.png"
+SEARCH_WARMUP, SEARCH_ITERS = 3, 20
 RANDOM_PARITY_SEED = 0
 
 
@@ -64,6 +70,8 @@ class ExportOptions:
     calib_split: str = "train"
     calib_images: int = 300
     int8_keep: tuple[str, ...] | None = None  # None: the family's head output layers; (): quantise everything
+    int8_ap_budget: float | None = None  # AP points vs the FP32 export: search the float-kept layers (needs --data)
+    int8_target: str = "tensorrt"  # edgekd.export.quantize.INT8_TARGETS
     batch: BatchSpec = field(default_factory=lambda: BatchSpec.static(1))
     nms: str = "none"
     opset: int = 17
@@ -82,6 +90,7 @@ class ExportResult:
     int8_onnx: Path | None
     engine: Path | None
     report: ParityReport
+    fp16_onnx: Path | None = None
 
 
 def default_out_dir(checkpoint: Path) -> Path:
@@ -92,16 +101,46 @@ def default_out_dir(checkpoint: Path) -> Path:
 
 def check_options(options: ExportOptions) -> None:
     """Option combinations that cannot work, rejected before any model is loaded."""
-    if options.fp16 and not options.trt:
-        raise EdgeKDError("--fp16 builds a TensorRT FP16 engine: add --trt (ONNX Runtime CPU runs FP32 or --int8 QDQ)")
     if options.int8 and options.calib_data is None and options.data is None:
         raise EdgeKDError("--int8 needs calibration images: give --calib-data DIR (or --data DIR)")
+    if options.int8_ap_budget is not None:
+        _check_budget(options)
+    _check_int8_target(options)
     if options.workspace_mib < 1:
         raise EdgeKDError(f"--workspace {options.workspace_mib}: must be at least 1 MiB")
     if options.calib_images < 1:
         raise EdgeKDError(f"--calib-images {options.calib_images}: must be at least 1")
     if options.threads is not None and options.threads < 1:
         raise EdgeKDError(f"--threads {options.threads}: must be at least 1")
+
+
+def _check_int8_target(options: ExportOptions) -> None:
+    from edgekd.export.quantize import INT8_TARGETS
+
+    target = options.int8_target
+    if target not in INT8_TARGETS:
+        raise EdgeKDError(f"--int8-target {target}: expected one of {', '.join(INT8_TARGETS)}")
+    if target != "tensorrt" and not options.int8:
+        raise EdgeKDError(f"--int8-target {target}: sets the form of the INT8 model: add --int8")
+    if target == "cpu" and options.trt:
+        raise EdgeKDError(
+            "--int8-target cpu: TensorRT accepts only symmetric signed INT8 (--int8-target tensorrt); drop --trt, "
+            "or export the CPU model separately"
+        )
+
+
+def _check_budget(options: ExportOptions) -> None:
+    budget = options.int8_ap_budget
+    if not math.isfinite(budget) or budget < 0:
+        raise EdgeKDError(f"--int8-ap-budget {budget}: must be a finite number of AP points, 0 or more")
+    if not options.int8:
+        raise EdgeKDError(f"--int8-ap-budget {budget}: searches the layers an INT8 model keeps in float: add --int8")
+    if options.data is None:
+        raise EdgeKDError(f"--int8-ap-budget {budget}: the budget is AP on a dataset: give --data DIR")
+    if options.int8_keep is not None:
+        raise EdgeKDError(
+            f"--int8-ap-budget {budget}: chooses the float layers itself; drop --int8-keep (or drop the budget)"
+        )
 
 
 @dataclass
@@ -341,10 +380,15 @@ def _export(
     int8_path = None
     if options.int8:
         int8_path = _export_int8(detector, exported, options, meta, dataset, report, folder, console)
+    fp16_path = None
+    if options.fp16:
+        fp16_path = _export_fp16(detector, exported, options, meta, dataset, report, folder, console)
     engine_path = None
     try:
         if options.trt:
-            engine_path = _export_engine(onnx_path, int8_path, meta, options, dataset, report, folder, console)
+            engine_path = _export_engine(
+                onnx_path, int8_path, meta, options, dataset, report, folder, console, fp16_path, detector
+            )
     except EdgeKDError:
         _save_report(work, report)
         folder.commit()
@@ -353,15 +397,90 @@ def _export(
     _save_report(work, report)
     folder.commit()
     _print_report(console, report)
-    written = (folder.final_path(p) if p is not None else None for p in (onnx_path, int8_path, engine_path))
-    return ExportResult(out_dir, *written, report)
+    onnx_final, int8_final, engine_final, fp16_final = (
+        folder.final_path(p) if p is not None else None for p in (onnx_path, int8_path, engine_path, fp16_path)
+    )
+    return ExportResult(out_dir, onnx_final, int8_final, engine_final, report, fp16_final)
 
 
 def _print_report(console: Console, report: ParityReport) -> None:
     for table in report_tables(report):
-        console.print(table)
+        print_table(console, table)
     for note in report.notes:
         console.print(f"[yellow]note:[/] {note}")
+
+
+def _export_fp16(
+    detector: object,
+    exported: object,
+    options: ExportOptions,
+    meta: ExportMetadata,
+    dataset: Dataset | None,
+    report: ParityReport,
+    folder: ExportFolder,
+    console: Console,
+) -> Path:
+    """FP16 ONNX beside the FP32 one (`edgekd.export.fp16`), its raw outputs and AP checked against PyTorch with
+    FP16 bounds on ONNX Runtime; outside them it is kept as `.rejected` and the export stops."""
+    from edgekd.evaluate import evaluate_detections
+    from edgekd.export.fp16 import FP16_AP_TOLERANCE, FP16_BOX_TOLERANCE, FP16_SCORE_TOLERANCE, convert_fp16
+    from edgekd.export.parity import ModelParity
+
+    console.print("FP16 ONNX: converting (inputs, outputs, decoding and fragile ops stay FP32)")
+    fp16_raw, info = convert_fp16(exported.raw)
+    fp16_meta = dataclasses.replace(meta, precision="fp16", quantization=info)
+    path = folder.work / "model_fp16.onnx"
+    _write_model(path, _with_nms(fp16_raw, meta, options.nms).SerializeToString(), fp16_meta)
+    raw_meta = dataclasses.replace(fp16_meta, nms="none")
+    candidate = OnnxRunner(fp16_raw.SerializeToString(), raw_meta, threads=options.threads)
+    runners = _ParityRunners(TorchRunner.in_memory(detector, options.batch), candidate, None, None)
+    stats = RawDifference()
+    detections = _evaluate_parity(runners, dataset, "none", stats, console)
+    inputs = f"{stats.images} validation images" if dataset is not None else "random input (no --data)"
+    report.fp16 = ModelParity(
+        "ONNX Runtime FP16", str(folder.final_path(path)), stats, inputs, FP16_BOX_TOLERANCE, FP16_SCORE_TOLERANCE
+    )
+    if dataset is not None:
+        summary = ap_summary(evaluate_detections(dataset, detections["onnx"]))
+        name = "ONNX Runtime FP16, host NMS"
+        report.ap.rows.append(ApRow.measured(name, summary, report.ap.reference, True, FP16_AP_TOLERANCE))
+    if not report.passed:
+        rejected = _reject(path)
+        _save_report(folder.work, report)
+        folder.commit()
+        _print_report(console, report)
+        raise EdgeKDError(_fp16_failure_message(report, folder.final_path(rejected)))
+    return path
+
+
+def _fp16_failure_message(report: ParityReport, rejected: Path) -> str:
+    fp16 = report.fp16
+    lines = [
+        f"FP16 export failed parity (kept as {rejected} for inspection; report in {rejected.parent / 'parity.md'}):",
+        f"  raw boxes max |diff| {fp16.raw.boxes_max:.3g} px (tolerance {fp16.box_tolerance:g}), scores max |diff| "
+        f"{fp16.raw.scores_max:.3g} (tolerance {fp16.score_tolerance:g})",
+    ]
+    for row in report.ap.rows if report.ap is not None else []:
+        if row.passed is False:
+            deltas = ", ".join(f"{key} {value:+.2f}" for key, value in row.delta.items())
+            lines.append(f"  {row.name}: {deltas} AP points (tolerance {row.tolerance})")
+    return "\n".join(lines)
+
+
+def _with_nms(raw: object, meta: ExportMetadata, nms: str) -> object:
+    """A raw graph (boxes, scores) with the NMS tail `nms` asks for, checked."""
+    from edgekd.export.nms import append_efficient_nms, append_onnx_nms
+    from edgekd.export.onnx import check_model
+
+    post = PostprocessConfig.from_metadata(meta)
+    if nms == "onnx":
+        model = append_onnx_nms(raw, meta.num_candidates, len(meta.classes), post)
+    elif nms == "trt-plugin":
+        model = append_efficient_nms(raw, post)
+    else:
+        model = raw
+    check_model(model)
+    return model
 
 
 def _export_int8(
@@ -377,9 +496,13 @@ def _export_int8(
     """INT8 QDQ model (ONNX Runtime static quantisation) beside the FP32 one, with its AP when --data is given."""
     from edgekd.data.loader import load_dataset
     from edgekd.evaluate import evaluate_detections
-    from edgekd.export.nms import append_efficient_nms, append_onnx_nms
-    from edgekd.export.onnx import check_model
-    from edgekd.export.quantize import HEAD_OUTPUT_LAYERS, MIN_RECOMMENDED_IMAGES, calibration_records, quantize_qdq
+    from edgekd.export.quantize import (
+        HEAD_OUTPUT_LAYERS,
+        MIN_RECOMMENDED_IMAGES,
+        QuantSettings,
+        calibration_records,
+        quantize_qdq,
+    )
 
     calib_root = options.calib_data or options.data
     calib_split = options.calib_split
@@ -390,36 +513,101 @@ def _export_int8(
             f"INT8 calibrated on only {len(records)} images ({calib_root}, split {calib_split}); use a few hundred "
             "real images for a trustworthy INT8 model"
         )
-    keep = HEAD_OUTPUT_LAYERS[detector.family] if options.int8_keep is None else options.int8_keep
-    console.print(f"INT8 (QDQ): calibrating on {len(records)} images, keeping {list(keep) or 'nothing'} in float")
-    quantized_raw, info = quantize_qdq(exported.raw, records, meta.input_size, options.batch.opt, keep)
-    post = PostprocessConfig.from_metadata(meta)
-    if options.nms == "onnx":
-        quantized = append_onnx_nms(quantized_raw, meta.num_candidates, len(meta.classes), post)
-    elif options.nms == "trt-plugin":
-        quantized = append_efficient_nms(quantized_raw, post)
+    raw_meta = dataclasses.replace(meta, nms="none")
+    search = None
+    if options.int8_ap_budget is not None:
+        console.print(
+            f"INT8 (QDQ): calibrating on {len(records)} images, searching the float layers for an AP "
+            f"within {options.int8_ap_budget:g} points of FP32"
+        )
+        quantized_raw, info, search = _searched_int8(exported.raw, records, raw_meta, options, dataset, report, console)
     else:
-        quantized = quantized_raw
-    check_model(quantized)
+        keep = HEAD_OUTPUT_LAYERS[detector.family] if options.int8_keep is None else options.int8_keep
+        console.print(f"INT8 (QDQ): calibrating on {len(records)} images, keeping {list(keep) or 'nothing'} in float")
+        settings = QuantSettings(target=options.int8_target)
+        quantized_raw, info = quantize_qdq(
+            exported.raw, records, meta.input_size, options.batch.opt, keep, meta.input_name, settings
+        )
+    quantized = _with_nms(quantized_raw, meta, options.nms)
     info["calibration_data"] = f"{calib_root} ({calib_split})"
     int8_meta = dataclasses.replace(meta, precision="int8-qdq", quantization=info)
     path = folder.work / "model_int8.onnx"
     _write_model(path, quantized.SerializeToString(), int8_meta)
     report.int8_model = str(folder.final_path(path))
-    if dataset is not None:
-        runner = OnnxRunner(
-            quantized_raw.SerializeToString(), dataclasses.replace(int8_meta, nms="none"), threads=options.threads
+    if options.int8_target == "tensorrt" and not options.trt:
+        report.notes.append(
+            "model_int8.onnx has signed symmetric activations (S8S8, for TensorRT); ONNX Runtime's x86 CPU kernels "
+            "run much of it in float and it is slower than FP32 there: for a CPU deployment export with "
+            "--int8-target cpu (benchmarks/results/int8_profile.md)"
         )
+    if search is not None:
+        from edgekd.export.int8_search import plot_search
+
+        plot_search(search, folder.work / SEARCH_PLOT)
+        report.int8_search = search
+        report.int8_search_plot = SEARCH_PLOT
+        summary = search.chosen.metrics
+    elif dataset is not None:
+        runner = OnnxRunner(quantized_raw.SerializeToString(), raw_meta, threads=options.threads)
         summary = ap_summary(evaluate_detections(dataset, predict_dataset(runner, dataset)))
+    if dataset is not None:
         row = ApRow.measured("ONNX Runtime INT8 QDQ, host NMS", summary, report.ap.reference, False)
         report.ap.rows.append(row)
         loss = -row.delta["AP"]
-        if loss > INT8_AP_AIM:
+        if search is None and loss > INT8_AP_AIM:
             report.notes.append(
-                f"INT8 loses {loss:.2f} AP points (aim: under {INT8_AP_AIM}); calibrate on more images or keep more "
-                "layers in float (--int8-keep)"
+                f"INT8 loses {loss:.2f} AP points (aim: under {INT8_AP_AIM}); calibrate on more images, keep more "
+                "layers in float (--int8-keep), or let --int8-ap-budget choose them"
             )
     return path
+
+
+def _compute_p50_ms(runner: OnnxRunner, batch: int) -> float:
+    """Median compute latency of a runner (a short run: a step of the INT8 search, not a benchmark)."""
+    from edgekd.bench.timing import measure
+
+    runner.prepare(batch)
+    timed = measure(runner.compute, runner.clock, warmup=SEARCH_WARMUP, iters=SEARCH_ITERS)
+    return float(np.median(timed.times) * 1000)
+
+
+def _searched_int8(
+    raw: object,
+    records: list,
+    raw_meta: ExportMetadata,
+    options: ExportOptions,
+    dataset: Dataset,
+    report: ParityReport,
+    console: Console,
+) -> tuple[object, dict, object]:
+    """The INT8 QDQ model whose float-kept layer groups `edgekd.export.int8_search` chose for the AP budget."""
+    from edgekd.evaluate import evaluate_detections
+    from edgekd.export.int8_search import Measured, layer_groups, search_fallback, search_table
+    from edgekd.export.quantize import QdqQuantizer, QuantSettings, quantization_info
+
+    batch = options.batch.opt
+    settings = QuantSettings(target=options.int8_target)
+    fp32 = OnnxRunner(raw.SerializeToString(), raw_meta, threads=options.threads)
+    reference_latency = _compute_p50_ms(fp32, batch)
+    with QdqQuantizer(raw, records, raw_meta.input_size, batch, raw_meta.input_name, settings) as quantizer:
+        groups = layer_groups(quantizer.quantisable_nodes())
+        members = {group.name: group.nodes for group in groups}
+
+        def measure(kept: tuple[str, ...], timed: bool) -> Measured:
+            model = quantizer.quantize([node for name in kept for node in members[name]])
+            runner = OnnxRunner(model.SerializeToString(), raw_meta, threads=options.threads)
+            metrics = ap_summary(evaluate_detections(dataset, predict_dataset(runner, dataset)))
+            return Measured(metrics, _compute_p50_ms(runner, batch) if timed else None)
+
+        search = search_fallback(
+            groups, report.ap.rows[1].metrics, options.int8_ap_budget, measure, reference_latency, console.print
+        )
+        quantized = quantizer.quantize(search.kept_nodes)
+    info = quantization_info(records, [], search.kept_nodes, settings)
+    info["kept_float_groups"] = list(search.chosen.kept)
+    info["search"] = {key: value for key, value in search.to_dict().items() if key != "sensitivity"}
+    print_table(console, search_table(search), name_columns=(5,))
+    return quantized, info, search
 
 
 def _export_engine(
@@ -431,12 +619,22 @@ def _export_engine(
     report: ParityReport,
     folder: ExportFolder,
     console: Console,
-) -> Path:
-    """TensorRT engine with the Python API, or a clear stop with the trtexec command where that cannot run."""
+    fp16_path: Path | None = None,
+    detector: object | None = None,
+) -> Path | None:
+    """TensorRT engine with the Python API; where TensorRT or a GPU is missing, no engine (None) and
+    `report.tensorrt` says what is missing and holds the trtexec command that builds it on the target device.
+
+    FP16 without INT8 builds from the FP16 ONNX (`fp16_path`): strongly typed on TensorRT >= 11 and in the trtexec
+    hand-off, the FP16 builder flag on the FP32 ONNX on TensorRT <= 10 (`build_engine` chooses by version).
+    A built engine is gated like the ONNX model (`_gate_engine`): outside its bounds it is kept as `.rejected`."""
     from edgekd.export.quantize import HEAD_OUTPUT_LAYERS
     from edgekd.export.tensorrt import EngineOptions, build_engine, tensorrt_problems, trtexec_command
 
     keep = HEAD_OUTPUT_LAYERS[meta.family] if options.int8_keep is None else options.int8_keep
+    keep_layers: tuple[str, ...] = ()
+    if int8_path is not None and options.int8_ap_budget is not None:
+        keep, keep_layers = (), tuple(read_metadata(int8_path).quantization["kept_float_nodes"])
     engine_options = EngineOptions(
         fp16=options.fp16,
         int8=options.int8,
@@ -444,22 +642,20 @@ def _export_engine(
         timing_cache=folder.work / "timing.cache",
         calibration_cache=folder.work / "calibration.cache" if options.int8 else None,
         keep_float=tuple(keep),
+        keep_float_layers=keep_layers,
     )
     engine_path = folder.work / f"model_{engine_options.precision}.engine"
     source = int8_path if options.int8 and int8_path is not None else onnx_path
+    if options.fp16 and not options.int8 and fp16_path is not None:
+        source = fp16_path
+        engine_options = dataclasses.replace(engine_options, strongly_typed=True)
     shown = dataclasses.replace(engine_options, timing_cache=folder.final_path(folder.work / "timing.cache"))
     final_source, final_engine = folder.final_path(source), folder.final_path(engine_path)
     command = trtexec_command(final_source, final_engine, shown, options.batch, meta.input_size, meta.input_name)
     problems = tensorrt_problems()
     if problems:
         report.tensorrt = TensorRTStatus("not built here: missing " + "; ".join(problems), command)
-        raise EdgeKDError(
-            "cannot build a TensorRT engine here, missing: "
-            + "; ".join(problems)
-            + f".\nThe ONNX artifacts in {folder.final} are complete. On the target device, build the engine with:\n"
-            + f"  {command}\n"
-            + "or run this export there with --trt, which also writes the engine's metadata for `edgekd eval`/`bench`."
-        )
+        return None
     from edgekd.data.loader import load_dataset
     from edgekd.export.quantize import calibration_records
 
@@ -469,7 +665,15 @@ def _export_engine(
         calibration = calibration_records(calib, options.calib_images)
     console.print(f"building TensorRT {engine_options.precision} engine {engine_path}")
     info = build_engine(
-        onnx_path, int8_path, engine_path, engine_options, options.batch, meta.input_size, calibration, meta.input_name
+        onnx_path,
+        int8_path,
+        engine_path,
+        engine_options,
+        options.batch,
+        meta.input_size,
+        calibration,
+        meta.input_name,
+        fp16_path,
     )
     precision = engine_options.precision
     engine_meta = dataclasses.replace(meta, precision=precision, tensorrt=info)
@@ -477,11 +681,74 @@ def _export_engine(
     report.tensorrt = TensorRTStatus(
         f"built {folder.final_path(engine_path)} with TensorRT {info['version']} on {info['gpu']}", command
     )
-    if dataset is not None:
-        from edgekd.evaluate import evaluate_detections
-        from edgekd.runtime import predict_artifact
-
-        summary = ap_summary(evaluate_detections(dataset, predict_artifact(engine_path, dataset)))
-        name = f"TensorRT {precision} engine (nms {meta.nms})"
-        report.ap.rows.append(ApRow.measured(name, summary, report.ap.reference, False))
+    _gate_engine(engine_path, engine_meta, detector, options, dataset, report, console)
+    if not report.passed:
+        rejected = _reject(engine_path)
+        raise EdgeKDError(_engine_failure_message(report, folder.final_path(rejected)))
     return engine_path
+
+
+def engine_bounds(precision: str, budget: float | None) -> tuple[float, float, float, bool]:
+    """(box px, score, AP points, raw gated?) an engine of `precision` must meet against PyTorch FP32.
+
+    FP32: the ONNX bounds (TF32 is switched off for FP32 builds). FP16: the FP16 ONNX bounds. INT8: AP within the
+    --int8-ap-budget (or INT8_AP_AIM) plus the FP32 AP tolerance for engine-vs-ONNX Runtime differences; its raw
+    outputs differ by quantisation steps by design, so they are reported, not gated."""
+    from edgekd.export.fp16 import FP16_AP_TOLERANCE, FP16_BOX_TOLERANCE, FP16_SCORE_TOLERANCE
+
+    if precision == "fp16":
+        return FP16_BOX_TOLERANCE, FP16_SCORE_TOLERANCE, FP16_AP_TOLERANCE, True
+    if precision == "int8":
+        return 0.0, 0.0, (INT8_AP_AIM if budget is None else budget) + AP_TOLERANCE, False
+    return RAW_TOLERANCE, RAW_TOLERANCE, AP_TOLERANCE, True
+
+
+def _gate_engine(
+    engine_path: Path,
+    engine_meta: ExportMetadata,
+    detector: object,
+    options: ExportOptions,
+    dataset: Dataset | None,
+    report: ParityReport,
+    console: Console,
+) -> None:
+    """Raw outputs (engines without NMS) and AP (with --data) of the engine against PyTorch FP32, through the
+    TensorRT runner, into `report.engine` and an enforced AP row with the precision's bounds (`engine_bounds`)."""
+    from edgekd.evaluate import evaluate_detections
+    from edgekd.export.parity import ModelParity
+    from edgekd.runtime.tensorrt_runner import TensorRTRunner
+
+    precision = engine_meta.precision
+    box_bound, score_bound, ap_bound, raw_gated = engine_bounds(precision, options.int8_ap_budget)
+    label = f"TensorRT {precision} engine"
+    stats, detections = None, None
+    with TensorRTRunner(engine_path, engine_meta) as engine:
+        if engine_meta.nms == "none":
+            stats = RawDifference()
+            reference = TorchRunner.in_memory(detector, options.batch)
+            detections = _evaluate_parity(
+                _ParityRunners(reference, engine, None, None), dataset, "none", stats, console
+            )
+        elif dataset is not None:
+            detections = {"onnx": predict_dataset(engine, dataset)}
+    inputs = f"{len(dataset)} validation images" if dataset is not None else "random input (no --data)"
+    report.engine = ModelParity(label, str(engine_path), stats, inputs, box_bound, score_bound, raw_gated)
+    if dataset is not None:
+        summary = ap_summary(evaluate_detections(dataset, detections["onnx"]))
+        name = f"{label} (nms {engine_meta.nms})"
+        report.ap.rows.append(ApRow.measured(name, summary, report.ap.reference, True, ap_bound))
+
+
+def _engine_failure_message(report: ParityReport, rejected: Path) -> str:
+    engine = report.engine
+    lines = [f"{engine.label} failed its accuracy gate (kept as {rejected} for inspection):"]
+    if engine.raw is not None and engine.checked:
+        lines.append(
+            f"  raw boxes max |diff| {engine.raw.boxes_max:.3g} px (tolerance {engine.box_tolerance:g}), scores "
+            f"max |diff| {engine.raw.scores_max:.3g} (tolerance {engine.score_tolerance:g})"
+        )
+    for row in report.ap.rows if report.ap is not None else []:
+        if row.passed is False:
+            deltas = ", ".join(f"{key} {value:+.2f}" for key, value in row.delta.items())
+            lines.append(f"  {row.name}: {deltas} AP points (tolerance {row.tolerance:g})")
+    return "\n".join(lines)

@@ -4,7 +4,9 @@ TensorRT 8.6-10.x: weakly typed networks with builder flags (FP16, INT8 with an 
 preprocessed dataset images and a calibration cache, chosen layers kept in float under
 OBEY_PRECISION_CONSTRAINTS). TensorRT >= 11 removed those flags and calibrators: networks are strongly typed, INT8
 comes from the QDQ model that `quantize.py` calibrates with ONNX Runtime on the same images (explicit
-quantisation), and FP16 would need an FP16 ONNX, which edgekd does not produce (a clear error says so).
+quantisation), and FP16 from the FP16 ONNX that `fp16.py` writes (its precision is in the graph). The code path is
+chosen by the TensorRT version found (`BuilderFlag.INT8` exists only before 11). The trtexec hand-off for FP16 is
+`--onnx=model_fp16.onnx --stronglyTyped`, which TensorRT 9 and later accept.
 Every build uses a timing cache, a workspace limit and, for dynamic batch, an optimisation profile.
 Where TensorRT or a CUDA GPU is missing, `trtexec_command` gives the equivalent command for the target device.
 """
@@ -25,7 +27,9 @@ from edgekd.runtime.preprocess import load_images, pad_batch
 
 @dataclass(frozen=True)
 class EngineOptions:
-    """What to build: precision flags, workspace, caches, float-kept layers (INT8)."""
+    """What to build: precision flags, workspace, caches, float-kept layers (INT8): `keep_float` name fragments
+    (`--int8-keep`), `keep_float_layers` exact node names (the set `--int8-ap-budget` chose, from the QDQ
+    model's metadata)."""
 
     fp16: bool = False
     int8: bool = False
@@ -33,6 +37,8 @@ class EngineOptions:
     timing_cache: Path | None = None
     calibration_cache: Path | None = None
     keep_float: tuple[str, ...] = ()
+    keep_float_layers: tuple[str, ...] = ()
+    strongly_typed: bool = False  # trtexec: the ONNX carries its precision (FP16 ONNX), no --fp16 flag
 
     @property
     def precision(self) -> str:
@@ -71,7 +77,9 @@ def trtexec_command(
     `onnx_path` is the QDQ model for INT8 (explicit quantisation: the scales calibrated here travel with it).
     """
     parts = ["trtexec", f"--onnx={onnx_path}", f"--saveEngine={engine_path}"]
-    if options.fp16:
+    if options.strongly_typed:
+        parts.append("--stronglyTyped")
+    elif options.fp16:
         parts.append("--fp16")
     if options.int8:
         parts.append("--int8")
@@ -131,12 +139,18 @@ def _calibrator(
     return EntropyCalibrator()
 
 
-def _keep_layers_float(trt: object, network: object, patterns: Sequence[str], fp16: bool) -> list[str]:
+def _keep_layers_float(
+    trt: object, network: object, patterns: Sequence[str], names: Sequence[str], fp16: bool
+) -> list[str]:
+    """Layer precision constraints (honoured under OBEY_PRECISION_CONSTRAINTS): layers whose name contains one of
+    `patterns` or equals one of `names` (the ONNX parser names a layer after its node) run in FP16 with --fp16,
+    else FP32; returns the constrained layers' names."""
     kept = []
+    exact = set(names)
     precision = trt.float16 if fp16 else trt.float32
     for index in range(network.num_layers):
         layer = network.get_layer(index)
-        if any(pattern in layer.name for pattern in patterns):
+        if layer.name in exact or any(pattern in layer.name for pattern in patterns):
             layer.precision = precision
             for output in range(layer.num_outputs):
                 layer.set_output_type(output, precision)
@@ -153,8 +167,11 @@ def build_engine(
     input_size: Sequence[int],
     calibration: Sequence[ImageRecord] = (),
     input_name: str = "images",
+    fp16_path: Path | None = None,
 ) -> dict:
-    """Build and save a serialized engine; returns the `tensorrt` section of its metadata (version, GPU, ...)."""
+    """Build and save a serialized engine; returns the `tensorrt` section of its metadata (version, GPU, ...).
+
+    `qdq_path`: the INT8 QDQ model (TensorRT >= 11 INT8); `fp16_path`: the FP16 ONNX (TensorRT >= 11 FP16)."""
     from edgekd.runtime.cuda import CudaRuntime
     from edgekd.runtime.tensorrt_runner import import_tensorrt
 
@@ -171,11 +188,15 @@ def build_engine(
         if qdq_path is None:
             raise EdgeKDError("TensorRT >= 11 builds INT8 only from a QDQ model; the INT8 QDQ export is missing")
         source = qdq_path
-    if options.fp16 and not weakly_typed:
+    if options.fp16 and options.int8 and not weakly_typed:
         raise EdgeKDError(
-            f"--fp16: TensorRT {trt.__version__} removed BuilderFlag.FP16 (strongly typed networks only); "
-            "build FP32 or INT8 (QDQ), or use TensorRT 10 (JetPack 6)"
+            f"--fp16 with --int8: TensorRT {trt.__version__} builds strongly typed networks only, whose precision "
+            "comes from the graph; build the INT8 QDQ model (without --fp16) or the FP16 model (without --int8)"
         )
+    if options.fp16 and not options.int8 and not weakly_typed:
+        if fp16_path is None:
+            raise EdgeKDError("TensorRT >= 11 builds FP16 only from an FP16 ONNX; the FP16 export is missing")
+        source = fp16_path
     flags = 0
     if not weakly_typed:
         flags |= 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
@@ -192,6 +213,8 @@ def build_engine(
     timing_cache = config.create_timing_cache(cache_bytes)
     config.set_timing_cache(timing_cache, ignore_mismatch=False)
     kept: list[str] = []
+    if options.precision == "fp32" and hasattr(trt.BuilderFlag, "TF32"):
+        config.clear_flag(trt.BuilderFlag.TF32)  # TF32 (10-bit mantissa) would fail the FP32 parity gate
     if weakly_typed and options.fp16:
         config.set_flag(trt.BuilderFlag.FP16)
     profile = None
@@ -210,7 +233,7 @@ def build_engine(
         config.int8_calibrator = calibrator
         if profile is not None:
             config.set_calibration_profile(profile)
-        kept = _keep_layers_float(trt, network, options.keep_float, options.fp16)
+        kept = _keep_layers_float(trt, network, options.keep_float, options.keep_float_layers, options.fp16)
         if kept:
             config.set_flag(trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS)
     try:
@@ -237,6 +260,9 @@ def build_engine(
             if weakly_typed
             else "explicit quantisation (ONNX Runtime QDQ scales)"
         ),
+        "typing": "weakly typed (builder precision flags)"
+        if weakly_typed
+        else "strongly typed (precision from the ONNX)",
         "layers_kept_float": kept,
         "calibration_images": len(calibration) if options.int8 and weakly_typed else 0,
     }

@@ -320,7 +320,7 @@ def library_versions() -> dict[str, str | None]:
         except importlib_metadata.PackageNotFoundError:
             versions[package] = None
     if versions["edgekd"] is None:
-        from edgekd import __version__
+        from edgekd._version import __version__
 
         versions["edgekd"] = __version__
     return versions

@@ -64,6 +64,17 @@ class ModelInfo:
             extra={"export_batch": meta.batch.describe()},
         )
 
+    def batch_problem(self, batch: int) -> str | None:
+        """Why `batch` cannot run on this model, or None."""
+        if self.batch_range is None:
+            return None
+        low, high = self.batch_range
+        if low <= batch <= high:
+            return None
+        if low == high:
+            return f"exported with a static batch of {high} (re-export with --dynamic-batch)"
+        return f"accepts batches {low} to {high}"
+
     @property
     def static_batch(self) -> int | None:
         """The only batch a static-batch model runs, else None."""
@@ -117,14 +128,7 @@ class Runner(ABC):
 
     def batch_problem(self, batch: int) -> str | None:
         """Why `batch` cannot run on this model, or None."""
-        if self.info.batch_range is None:
-            return None
-        low, high = self.info.batch_range
-        if low <= batch <= high:
-            return None
-        if low == high:
-            return f"exported with a static batch of {high} (re-export with --dynamic-batch)"
-        return f"accepts batches {low} to {high}"
+        return self.info.batch_problem(batch)
 
     def choose_batch(self, requested: int | None) -> int:
         """The batch to run: `requested`, or the model's default; one it cannot run is an error naming --batch."""

@@ -1,6 +1,7 @@
-"""The training loop: warm-up + cosine, mixed precision and channels_last on CUDA, rich progress, per-epoch
-validation, atomic checkpoints, metrics.csv + plot, exact `--resume` from last.pt, and data parallelism over the
-ranks torchrun starts (see edgekd/train/distributed.py).
+"""The training loop: warm-up + cosine, mixed precision and channels_last on CUDA, progress on stderr (a bar on a
+terminal, periodic lines in a log), per-epoch validation, atomic checkpoints, metrics.csv + plot, TensorBoard
+scalars and prediction sheets when tensorboard is installed (edgekd/train/tensorboard.py), exact `--resume` from
+last.pt, and data parallelism over the ranks torchrun starts (see edgekd/train/distributed.py).
 
 Exact resume holds because nothing random is carried between epochs: the data order, the augmentation and
 torch's global RNG are all re-seeded from (seed, epoch) at the start of every epoch. The data order is a function
@@ -23,7 +24,7 @@ from pathlib import Path
 
 import torch
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
 
 from edgekd.data.loader import check_trainable
 from edgekd.data.records import Dataset, Detections
@@ -33,11 +34,13 @@ from edgekd.errors import EdgeKDError
 from edgekd.evaluate import EvalResult, evaluate_detections, summarize
 from edgekd.models.checkpoint import atomic_torch_save, detector_payload, load_weights, read_checkpoint
 from edgekd.models.inference import predict_dataset
+from edgekd.progress import make_progress, progress_console
 from edgekd.train import distributed
 from edgekd.train.acceleration import autocast, channels_last, compile_backbone, grad_scaler, resolve_amp
 from edgekd.train.history import plot_history, write_metrics_csv
 from edgekd.train.objective import DetectionObjective, StepInfo
 from edgekd.train.schedule import warmup_cosine
+from edgekd.train.tensorboard import TensorBoardLog
 
 
 @dataclass
@@ -146,7 +149,7 @@ def _shown(value: object) -> str:
 
 
 class Trainer:
-    """Trains `objective.detector` and writes RUN_DIR/{last.pt, best.pt, metrics.csv, metrics.png}."""
+    """Trains `objective.detector` and writes RUN_DIR/{last.pt, best.pt, metrics.csv, metrics.png} (and tb/)."""
 
     def __init__(
         self,
@@ -208,6 +211,9 @@ class Trainer:
         self.best_epoch: int | None = None
         self.start_epoch = 0
         self.fingerprint = self._fingerprint(train_data, val_data)
+        self.board = TensorBoardLog(None)
+        self._val_detections: dict[str, Detections] = {}
+        self._images_per_second = 0.0
 
     @property
     def best_path(self) -> Path:
@@ -310,19 +316,30 @@ class Trainer:
         plot_history(self.out_dir / "metrics.png", history)
 
     def fit(self) -> list[dict[str, float]]:
-        for epoch in range(self.start_epoch, self.options.epochs):
-            torch.manual_seed(self.options.seed * 100003 + epoch + 7919 * self.env.rank)
-            self.objective.on_epoch_start(epoch)
-            row = {"epoch": epoch + 1, **self._train_epoch(epoch)}
-            row.update(summarize(self.validate()))
-            self.history.append(row)
-            improved = row["AP"] > self.best_ap
-            if improved:
-                self.best_ap, self.best_epoch = row["AP"], epoch
-            if self.env.is_main:
-                self._save(epoch, row, improved)
-            shown = "  ".join(f"{key} {row[key]:.2f}" for key in ("AP", "AP50", "kitti_moderate") if key in row)
-            self.console.print(f"epoch {epoch + 1}/{self.options.epochs}: loss {row['loss']:.4f}  {shown}")
+        self.board = TensorBoardLog.open(self.out_dir, self.start_epoch * self.iters_per_epoch, self.env.is_main)
+        try:
+            for epoch in range(self.start_epoch, self.options.epochs):
+                torch.manual_seed(self.options.seed * 100003 + epoch + 7919 * self.env.rank)
+                self.objective.on_epoch_start(epoch)
+                row = {"epoch": epoch + 1, **self._train_epoch(epoch)}
+                row.update(summarize(self.validate()))
+                self.history.append(row)
+                improved = row["AP"] > self.best_ap
+                if improved:
+                    self.best_ap, self.best_epoch = row["AP"], epoch
+                if self.env.is_main:
+                    self._save(epoch, row, improved)
+                    step = (epoch + 1) * self.iters_per_epoch
+                    self.board.epoch(row, self._images_per_second, step)
+                    self.board.predictions(self.val_data, self._val_detections, step)
+                shown = "  ".join(f"{key} {row[key]:.2f}" for key in ("AP", "AP50", "kitti_moderate") if key in row)
+                self.console.print(f"epoch {epoch + 1}/{self.options.epochs}: loss {row['loss']:.4f}  {shown}")
+        except BaseException:
+            self.board.close()
+            if not (self.out_dir / "last.pt").exists():  # no epoch finished: leave no log of a run that never was
+                self.board.discard()
+            raise
+        self.board.close()
         distributed.barrier()
         return self.history
 
@@ -336,6 +353,7 @@ class Trainer:
             for share in shares:
                 merged.update(share)
             results = evaluate_detections(self.val_data, merged)
+            self._val_detections = merged
         return distributed.broadcast_from_main(results)
 
     def _train_epoch(self, epoch: int) -> dict[str, float]:
@@ -352,9 +370,14 @@ class Trainer:
             TextColumn("{task.fields[speed]} img/s"),
             TimeRemainingColumn(),
         )
-        with Progress(*columns, console=self.console, transient=True, disable=self.console.quiet) as progress:
+        status = progress_console(self.console.quiet)
+        with make_progress(status, columns, detail="{parts}  {speed} img/s", transient=True) as progress:
             task = progress.add_task(
-                "train", total=self.iters_per_epoch, epoch=f"{epoch + 1}/{self.options.epochs}", parts="", speed="-"
+                "epoch {epoch}",
+                total=self.iters_per_epoch,
+                epoch=f"{epoch + 1}/{self.options.epochs}",
+                parts="",
+                speed="-",
             )
             batches = iter(self.train_loader)
             for index in range(self.iters_per_epoch):
@@ -365,6 +388,7 @@ class Trainer:
                 parts = self.step(images, targets, info)
                 for name, value in parts.items():
                     sums[name] = sums.get(name, 0.0) + value
+                self.board.step(parts, info.step + 1)
                 images_seen += images.shape[0] * world
                 speed = images_seen / (time.perf_counter() - started)
                 shown = "  ".join(f"{k.removeprefix('loss_')} {v:.3f}" for k, v in parts.items())
@@ -373,6 +397,7 @@ class Trainer:
         means["lr"] = self.scheduler.get_last_lr()[0]
         means["train_seconds"] = time.perf_counter() - started
         means["data_seconds"] = data_seconds
+        self._images_per_second = images_seen / means["train_seconds"]
         return means
 
     def step(self, images: torch.Tensor, targets: list[dict], info: StepInfo) -> dict[str, float]:
