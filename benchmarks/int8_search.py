@@ -84,10 +84,11 @@ def markdown(payload: dict) -> str:
         ]
         for name, kept, ap, delta, latency in rows:
             lines.append(f"| {target} | {name} | {kept} | {ap:.2f} | {delta:+.2f} | {latency:.2f} |")
+    lines.append("")
     for target, run in payload["runs"].items():
         search = run["search"]
         kept = ", ".join(f"`{g}`" for g in search["kept_groups"]) or "none"
-        lines += ["", f"- {target}: kept in float ({len(search['kept_groups'])} of {search['groups']} groups): {kept}"]
+        lines.append(f"- {target}: kept in float ({len(search['kept_groups'])} of {search['groups']} groups): {kept}")
     return "\n".join(lines)
 
 

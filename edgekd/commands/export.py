@@ -69,7 +69,7 @@ def export_command(
         float | None,
         typer.Option(
             "--int8-ap-budget",
-            help="INT8: AP points the QDQ model may lose against the FP32 export on --data; the layers kept in "
+            help="INT8: AP points the QDQ model may differ from the FP32 export by on --data; the layers kept in "
             "float are searched (per-group sensitivity, then fallback) instead of --int8-keep.",
         ),
     ] = None,
