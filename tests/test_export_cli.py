@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -16,6 +15,7 @@ from types import SimpleNamespace
 import onnx
 import pytest
 import torch
+from pseudo_labels import pseudo_labelled
 from typer.testing import CliRunner
 
 from edgekd.cli import app
@@ -31,7 +31,6 @@ from edgekd.runtime.metadata import read_metadata
 
 runner = CliRunner()
 CLASSES = ("Car", "Pedestrian", "Cyclist")
-PSEUDO_LABELS_PER_IMAGE = 6
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -52,27 +51,13 @@ def _student(name: str = "retinanet_mobilenet_v3_lite"):
     return detector
 
 
-def _pseudo_labelled(source: Path, target: Path, detector) -> Path:
-    """A copy of `source` whose val labels are the detector's best detections (train labels unchanged)."""
-    shutil.copytree(source, target)
-    val = load_dataset(target, "val", classes=CLASSES)
-    for image_id, dets in predict_dataset(detector, val).items():
-        lines = []
-        for box, label in zip(dets.boxes[:PSEUDO_LABELS_PER_IMAGE], dets.labels[:PSEUDO_LABELS_PER_IMAGE]):
-            if box[2] - box[0] >= 1 and box[3] - box[1] >= 1:
-                coords = " ".join(f"{v:.2f}" for v in box)
-                lines.append(f"{CLASSES[label]} 0.00 0 -10 {coords} -1 -1 -1 -1000 -1000 -1000 -10")
-        (target / "label_2" / f"{image_id}.txt").write_text("\n".join(lines) + "\n")
-    return target
-
-
 @pytest.fixture(scope="module")
 def export_run(tiny_kitti, tmp_path_factory):
     root = tmp_path_factory.mktemp("export_cli")
     detector = _student()
     checkpoint = root / "runs" / "student" / "best.pt"
     atomic_torch_save(detector_payload(detector), checkpoint)
-    data = _pseudo_labelled(tiny_kitti, root / "pseudo", detector)
+    data = pseudo_labelled(tiny_kitti, root / "pseudo", detector)
     out = root / "export"
     args = ["export", str(checkpoint), "-o", str(out), "--data", str(data), "--nms", "onnx", "--int8"]
     args += ["--calib-data", str(data), "--calib-images", "6", "--trt", "--fp16", "--threads", "1", "--quiet"]
