@@ -68,6 +68,7 @@ class Preset:
 LITE_PAIRS = {  # CPU-sized pairs: width-reduced ResNet-18 teachers stand in for ResNet-50
     "one-stage": ("retinanet_resnet18_lite", "retinanet_mobilenet_v3_lite"),
     "two-stage": ("fasterrcnn_resnet18_lite", "fasterrcnn_mobilenet_v3_lite"),
+    "one-stage-gfl": ("gfl_resnet18_lite", "gfl_mobilenet_v3_lite"),
 }
 PRESETS = {
     # 2-core CPU, the whole one-stage table with 3 seeds in under 2 hours: near-range scenes (objects labelled to
