@@ -20,7 +20,7 @@ from edgekd.data.synth_config import SynthConfig
 from edgekd.distill.recipe import Recipe
 from edgekd.distill.run import build_distill_trainer
 from edgekd.errors import EdgeKDError
-from edgekd.evaluate import EvalResult, evaluate_detections, summarize
+from edgekd.evaluate import EvalResult, evaluate_detections
 from edgekd.models.checkpoint import read_checkpoint
 from edgekd.models.detector import Detector, DetectorConfig
 from edgekd.models.zoo import build_detector
@@ -200,7 +200,7 @@ def checkpoint_row(label: str, checkpoint: Path, val: Dataset, device: str) -> C
             model_name=runner.info.model,
             params_m=runner.info.params / 1e6,
             gflops=runner.info.gflops,
-            summary=summarize(result),
+            summary=result.summary(),
             kitti_moderate_per_class={name: ap.r40.moderate for name, ap in (result.kitti or {}).items()},
             result=result,
             cpu_latency_ms=cpu_latency_ms(runner.detector),

@@ -7,6 +7,19 @@ from pathlib import Path
 import pytest
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One intra-op torch thread for a test module (`pytestmark = pytest.mark.usefixtures("one_torch_thread")`):
+    tiny tensors gain nothing from more on a small shared CI machine, and float sums then run in one order in every
+    run (exact-resume tests compare weights bit for bit)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def tiny_kitti(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """12 training and 6 validation images at 320x96 (synthetic, KITTI format)."""

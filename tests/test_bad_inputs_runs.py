@@ -207,14 +207,8 @@ CHECKPOINTS = {
 }
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """One intra-op thread here as in the killed subprocess (OMP_NUM_THREADS=1): float sums then run in the same
-    order in every run, so resumed weights can be compared bit for bit."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# one intra-op thread as in the killed subprocess (OMP_NUM_THREADS=1): resumed weights compare bit for bit
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -28,14 +28,7 @@ from edgekd.train.objective import DetectionObjective, StepInfo
 from edgekd.train.sync_batchnorm import CPUSyncBatchNorm, convert_to_cpu_sync_batchnorm
 from edgekd.train.trainer import Trainer, TrainOptions
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors gain nothing from several intra-op threads, and on a busy 2-core machine lose a lot."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _free_port() -> int:

@@ -33,13 +33,7 @@ runner = CliRunner()
 CLASSES = ("Car", "Pedestrian", "Cyclist")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """One intra-op thread: on a small shared CI machine, spinning worker threads cost more than they give."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _student(name: str = "retinanet_mobilenet_v3_lite"):

@@ -14,12 +14,7 @@ from edgekd.train.trainer import Trainer, TrainOptions
 MODEL = "retinanet_mobilenet_v3_lite"
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_an_interrupted_cached_run_continues_exactly(tiny_kitti, tmp_path, monkeypatch):

@@ -127,13 +127,6 @@ def compare_raw(
         )
 
 
-def ap_summary(result: object) -> dict[str, float]:
-    """COCO AP, AP50 and mean KITTI Moderate AP|R40 (percent) of an evaluation (`evaluate_detections`)."""
-    from edgekd.evaluate import summarize
-
-    return summarize(result)
-
-
 @dataclass
 class ApRow:
     """One row of the AP table: a backend/precision's headline metrics and, against the reference row, their

@@ -32,7 +32,6 @@ from edgekd.export.parity import (
     ParityReport,
     RawDifference,
     TensorRTStatus,
-    ap_summary,
     compare_raw,
     report_markdown,
     report_tables,
@@ -284,13 +283,13 @@ def _ap_section(dataset: Dataset, detections: dict, options: ExportOptions, topk
     from edgekd.evaluate import evaluate_detections
 
     reference = ApRow.measured(
-        "PyTorch eager FP32", ap_summary(evaluate_detections(dataset, detections["pytorch"])), None, False
+        "PyTorch eager FP32", evaluate_detections(dataset, detections["pytorch"]).summary(), None, False
     )
-    exported = ap_summary(evaluate_detections(dataset, detections["onnx"]))
+    exported = evaluate_detections(dataset, detections["onnx"]).summary()
     rows = [reference, ApRow.measured(_exported_name(options.nms), exported, reference, True)]
     note = None
     if options.nms == "trt-plugin":
-        emulated = ap_summary(evaluate_detections(dataset, detections["emulation"]))
+        emulated = evaluate_detections(dataset, detections["emulation"]).summary()
         name = f"EfficientNMS_TRT emulation (top-{EFFICIENT_NMS_TOPK} before NMS)"
         rows.append(ApRow.measured(name, emulated, reference, False))
         note = (
@@ -441,7 +440,7 @@ def _export_fp16(
         "ONNX Runtime FP16", str(folder.final_path(path)), stats, inputs, FP16_BOX_TOLERANCE, FP16_SCORE_TOLERANCE
     )
     if dataset is not None:
-        summary = ap_summary(evaluate_detections(dataset, detections["onnx"]))
+        summary = evaluate_detections(dataset, detections["onnx"]).summary()
         name = "ONNX Runtime FP16, host NMS"
         report.ap.rows.append(ApRow.measured(name, summary, report.ap.reference, True, FP16_AP_TOLERANCE))
     if not report.passed:
@@ -549,7 +548,7 @@ def _export_int8(
         summary = search.chosen.metrics
     elif dataset is not None:
         runner = OnnxRunner(quantized_raw.SerializeToString(), raw_meta, threads=options.threads)
-        summary = ap_summary(evaluate_detections(dataset, predict_dataset(runner, dataset)))
+        summary = evaluate_detections(dataset, predict_dataset(runner, dataset)).summary()
     if dataset is not None:
         row = ApRow.measured("ONNX Runtime INT8 QDQ, host NMS", summary, report.ap.reference, False)
         report.ap.rows.append(row)
@@ -596,7 +595,7 @@ def _searched_int8(
         def measure(kept: tuple[str, ...], timed: bool) -> Measured:
             model = quantizer.quantize([node for name in kept for node in members[name]])
             runner = OnnxRunner(model.SerializeToString(), raw_meta, threads=options.threads)
-            metrics = ap_summary(evaluate_detections(dataset, predict_dataset(runner, dataset)))
+            metrics = evaluate_detections(dataset, predict_dataset(runner, dataset)).summary()
             return Measured(metrics, _compute_p50_ms(runner, batch) if timed else None)
 
         search = search_fallback(
@@ -734,7 +733,7 @@ def _gate_engine(
     inputs = f"{len(dataset)} validation images" if dataset is not None else "random input (no --data)"
     report.engine = ModelParity(label, str(engine_path), stats, inputs, box_bound, score_bound, raw_gated)
     if dataset is not None:
-        summary = ap_summary(evaluate_detections(dataset, detections["onnx"]))
+        summary = evaluate_detections(dataset, detections["onnx"]).summary()
         name = f"{label} (nms {engine_meta.nms})"
         report.ap.rows.append(ApRow.measured(name, summary, report.ap.reference, True, ap_bound))
 

@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from rich.console import Console
 from rich.markup import escape
@@ -35,6 +36,8 @@ from edgekd.errors import EdgeKDError
 from edgekd.evaluate.result import EvalResult
 from edgekd.sweep.budget import Budget, Verdict, judge
 from edgekd.sweep.candidates import Candidate
+
+T = TypeVar("T")
 
 STAGE1_FORMAT = "edgekd-sweep-stage1-v1"
 STAGE2_FORMAT = "edgekd-sweep-stage2-v1"
@@ -159,6 +162,19 @@ def _read_state(path: Path, fmt: str, key: str, console: Console) -> dict:
     return entries if isinstance(entries, dict) else {}
 
 
+def _cached_entry(entries: dict, key: str, parse: Callable[[dict], T], path: Path, console: Console) -> T | None:
+    """The stored entry of candidate `key` parsed by `parse`; None when there is none or it cannot be read (then
+    the candidate is done again, with a note)."""
+    cached = entries.get(key)
+    if cached is None:
+        return None
+    try:
+        return parse(cached)
+    except (TypeError, KeyError, AttributeError, EdgeKDError):
+        console.print(f"[yellow]note:[/] {escape(str(path))}: unreadable entry for {key}; doing it again")
+        return None
+
+
 def _write_state(path: Path, fmt: str, key: str, entries: dict) -> None:
     payload = {"format": fmt, "settings": key, "candidates": entries}
     atomic_write_text(path, json.dumps(payload, indent=2, allow_nan=False) + "\n")
@@ -272,15 +288,9 @@ def measure_latency(config: SweepConfig, rows: list[Row], classes: tuple[str, ..
     path = config.out / "stage1.json"
     entries = _read_state(path, STAGE1_FORMAT, key, console)
     for index, row in enumerate(rows, 1):
-        cached = entries.get(row.candidate.key)
-        if cached is not None:
-            try:
-                row.record = BenchRecord.from_dict(cached)
-                continue
-            except (TypeError, KeyError, AttributeError):
-                console.print(
-                    f"[yellow]note:[/] {escape(str(path))}: unreadable entry for {row.candidate.key}; timing it again"
-                )
+        row.record = _cached_entry(entries, row.candidate.key, BenchRecord.from_dict, path, console)
+        if row.record is not None:
+            continue
         console.print(f"stage 1 [{index}/{len(rows)}]: export and time {row.candidate.key} on {config.backend}")
         onnx = _untrained_onnx(config, row.candidate, classes)
         row.record = run_bench([onnx], options).records[0]
@@ -385,15 +395,9 @@ def distill_selected(
     path = config.out / "stage2.json"
     entries = _read_state(path, STAGE2_FORMAT, key, console)
     for index, row in enumerate(selected, 1):
-        cached = entries.get(row.candidate.key)
-        if cached is not None:
-            try:
-                row.trained = Trained.from_dict(cached)
-                continue
-            except (TypeError, KeyError, EdgeKDError):
-                console.print(
-                    f"[yellow]note:[/] {escape(str(path))}: unreadable entry for {row.candidate.key}; redoing it"
-                )
+        row.trained = _cached_entry(entries, row.candidate.key, Trained.from_dict, path, console)
+        if row.trained is not None:
+            continue
         train, val = datasets()
         run_dir = config.out / "runs" / f"{row.candidate.key}-{key}"
         console.print(f"stage 2 [{index}/{len(selected)}]: distil {row.candidate.key} with {recipe.name}")

@@ -31,7 +31,7 @@ from edgekd.data.records import Dataset, Detections
 from edgekd.data.torch_dataset import DetectionDataset, make_train_loader
 from edgekd.data.transforms import AugmentConfig
 from edgekd.errors import EdgeKDError
-from edgekd.evaluate import EvalResult, evaluate_detections, summarize
+from edgekd.evaluate import EvalResult, evaluate_detections
 from edgekd.models.checkpoint import atomic_torch_save, detector_payload, load_weights, read_checkpoint
 from edgekd.models.inference import predict_dataset
 from edgekd.progress import make_progress, progress_console
@@ -322,7 +322,7 @@ class Trainer:
                 torch.manual_seed(self.options.seed * 100003 + epoch + 7919 * self.env.rank)
                 self.objective.on_epoch_start(epoch)
                 row = {"epoch": epoch + 1, **self._train_epoch(epoch)}
-                row.update(summarize(self.validate()))
+                row.update(self.validate().summary())
                 self.history.append(row)
                 improved = row["AP"] > self.best_ap
                 if improved:
