@@ -114,6 +114,7 @@ ROWS: dict[str, Path | dict[str, Path] | None] = {  # row name -> its recipe, or
     "combined": {  # each pair's best single methods on the CPU preset together
         "one-stage": RECIPES / "combined.yaml",  # fgfi + ssim + logits
         "two-stage": RECIPES / "fasterrcnn_combined.yaml",  # global + gkd + bmfi
+        "one-stage-gfl": RECIPES / "combined.yaml",  # the one-stage combination
     },
     # ablation rows, only when asked for (kd_table.py --methods ... --tag ...)
     "fgfi (raw scale)": ABLATION_RECIPES / "fgfi_raw_scale.yaml",

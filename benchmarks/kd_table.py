@@ -108,7 +108,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", choices=sorted(PRESETS), default="cpu")
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--pairs", default="one-stage", help="comma list of: one-stage, two-stage")
+    parser.add_argument("--pairs", default="one-stage", help="comma list of: one-stage, two-stage, one-stage-gfl")
     parser.add_argument("--methods", default=",".join(DEFAULT_ROWS), help="comma list of: " + ", ".join(KNOWN_ROWS))
     parser.add_argument("--tag", default="", help="results go to kd_table_<preset>_<tag>.* (for ablation tables)")
     parser.add_argument("--jobs", type=int, default=1, help="cells trained side by side (GPU)")

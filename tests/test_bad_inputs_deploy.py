@@ -217,6 +217,7 @@ EXPORT_OPTIONS = {
         ["--int8", "--data", "x", "--int8-ap-budget", "1", "--int8-keep", "cls_logits"],
         ["--int8-ap-budget 1.0", "--int8-keep"],
     ),
+    "--layerwise without --trt": (["--layerwise"], ["--layerwise", "add --trt"]),
 }
 
 

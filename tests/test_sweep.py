@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from edgekd.bench.energy import EnergyReading
 from edgekd.bench.record import BenchRecord, BenchRun
 from edgekd.bench.schema import STAT_KEYS
 from edgekd.errors import EdgeKDError
@@ -38,7 +39,7 @@ def write_bench(path: Path, latencies: dict[str, float], energy: dict[str, float
         record.classes = ["Car", "Pedestrian", "Cyclist"]
         record.phases = {"compute": _stats(p99 * 0.8), "end_to_end": _stats(p99)}
         if energy is not None:
-            record.extra = {"energy": {"mj_per_frame": energy[model]}}
+            record.energy = EnergyReading("end_to_end", "test", "test", 10 * energy[model], 1.0, 10)
         records.append(record)
     run = BenchRun("2026-01-01T00:00:00+00:00", "edgekd bench ...", {}, {}, records)
     path.write_text(json.dumps(run.to_dict()))

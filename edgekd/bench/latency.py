@@ -8,6 +8,8 @@ Phases (all after a first call, reported apart as first_call_ms, and `warmup` un
   post-processing incl. NMS -> boxes in original pixels; its stages are timed inside the same runs.
 Compute and copies use the backend's clock (CUDA events on the stream for torch/TensorRT on GPU, else
 perf_counter around a call that returns when the work is done); end-to-end uses perf_counter.
+Energy is measured over the timed calls of one phase (end-to-end where timed, what a deployed frame costs, else
+compute), with the meter `edgekd.bench.energy.open_energy_meter` picks (docs/energy.md).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgekd.bench.energy import EnergyWindow, device_conditions, open_energy_meter
 from edgekd.bench.frames import RANDOM_FRAME_SIZE, dataset_frames, preprocess_frames, random_frames
 from edgekd.bench.memory import PeakRss
 from edgekd.bench.onnx_complexity import onnx_complexity
@@ -28,11 +31,13 @@ from edgekd.bench.system import clock_warning, cpu_model, gpu_state, host_info
 from edgekd.bench.timing import (
     Measurement,
     PerfCounterClock,
+    Window,
     measure,
     stability_warning,
     summarize_measurement,
     summarize_times,
 )
+from edgekd.bench.trtexec import cross_check as trtexec_cross_check
 from edgekd.data.records import Dataset, Detections
 from edgekd.errors import EdgeKDError
 from edgekd.runtime import (
@@ -129,20 +134,22 @@ def parse_batches(text: str) -> tuple[int, ...]:
 
 
 class _Timer:
-    """`measure` with the options' warm-up and iteration budget."""
+    """`measure` with the options' warm-up and iteration budget (and a window around the timed calls)."""
 
     def __init__(self, options: BenchOptions) -> None:
         self.options = options
 
-    def __call__(self, fn: Callable[[], object], clock) -> Measurement:
+    def __call__(self, fn: Callable[[], object], clock, window: Window | None = None) -> Measurement:
         options = self.options
-        return measure(fn, clock, warmup=options.warmup, iters=options.timed_iters, seconds=options.timed_seconds)
+        return measure(
+            fn, clock, warmup=options.warmup, iters=options.timed_iters, seconds=options.timed_seconds, window=window
+        )
 
 
 def time_end_to_end(
-    runner: Runner, frames: list[np.ndarray], timer: _Timer
+    runner: Runner, frames: list[np.ndarray], timer: _Timer, window: Window | None = None
 ) -> tuple[Measurement, dict[str, np.ndarray]]:
-    """Time frames -> detections, with the seconds of each stage in the timed runs."""
+    """Time frames -> detections, with the seconds of each stage in the timed runs (inside `window`)."""
     stages: dict[str, list[float]] = {name: [] for name in STAGES}
     input_size = runner.info.input_size
 
@@ -158,7 +165,7 @@ def time_end_to_end(
             stages[name].append(seconds)
         return detections
 
-    total = timer(pipeline, PerfCounterClock())
+    total = timer(pipeline, PerfCounterClock(), window)
     count = len(total.times)
     return total, {name: np.asarray(values[-count:]) for name, values in stages.items()}
 
@@ -197,25 +204,36 @@ class _Frames:
 
 
 def bench_batch(runner: Runner, batch: int, options: BenchOptions, frames: _Frames, record: BenchRecord) -> None:
-    """All phases of one batch size, with memory, GPU state and warnings, into `record`."""
+    """All phases of one batch size, with memory, GPU state, device conditions, energy and warnings, into
+    `record`."""
     timer = _Timer(options)
+    meter, record.energy_unavailable = open_energy_meter(runner.gpu)
+    window = EnergyWindow(meter) if meter is not None else None
+    energy_phase = "end_to_end" if options.end_to_end else "compute"
     peak = PeakRss()
     peak.start()
     runner.prepare(batch)
     runner.reset_device_peak()
-    phases = {"compute": summarize_measurement(timer(runner.compute, runner.clock), batch)}
+    compute = timer(runner.compute, runner.clock, window if energy_phase == "compute" else None)
+    phases = {"compute": summarize_measurement(compute, batch)}
     state = gpu_state() if runner.gpu else None  # clocks right after the compute loop
+    record.conditions = device_conditions(runner.gpu)
     if runner.gpu:
         phases["host_to_device"] = summarize_measurement(timer(runner.host_to_device, runner.clock), batch)
         phases["device_to_host"] = summarize_measurement(timer(runner.device_to_host, runner.clock), batch)
     if options.end_to_end:
         images, record.frames = frames.frames(tuple(runner.info.classes), batch)
-        total, stages = time_end_to_end(runner, images, timer)
+        total, stages = time_end_to_end(runner, images, timer, window)
         phases["end_to_end"] = {
             **summarize_measurement(total, batch),
             "stages": {name: summarize_times(times, batch) for name, times in stages.items()},
         }
-    warnings = [stability_warning(phase, stats) for phase, stats in phases.items()] + [clock_warning(state)]
+    if window is not None:
+        calls = phases[energy_phase]["iters"]
+        record.energy, record.energy_unavailable = window.reading(energy_phase, calls * batch), window.problem
+    throttling = record.conditions.gpu.throttling if record.conditions.gpu else ()
+    warnings = [stability_warning(phase, stats) for phase, stats in phases.items()]
+    warnings += [clock_warning(state, throttling), *record.conditions.warnings()]
     record.phases, record.gpu_state = phases, state
     record.memory = {**peak.to_dict(), **runner.device_memory()}
     record.warnings = [warning for warning in warnings if warning]
@@ -248,6 +266,10 @@ def bench_artifact(
             record.describe(runner.info)
             bench_batch(runner, batch, options, frames, record)
             record.memory["baseline_rss_mib"] = baseline.baseline_mib
+            if backend == "trt":  # trtexec times the same engine and batch (edgekd.bench.trtexec)
+                compute = record.phases["compute"]
+                record.trtexec = trtexec_cross_check(path, read_metadata(path), batch, compute, options.warmup)
+                record.warnings += record.trtexec.warnings()
             records.append(record)
             runnable.append(batch)
         if options.evaluate and runnable:

@@ -9,12 +9,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from edgekd.bench.energy import Conditions, EnergyReading
 from edgekd.bench.schema import BENCH_FORMAT
+from edgekd.bench.trtexec import TrtexecCheck
 from edgekd.runtime import ModelInfo
 
 _MODEL_KEYS = ("kind", "model", "classes", "input_size", "precision", "nms", "run", "source_sha256", "params", "gflops")
 _RUN_KEYS = ("device", "timer", "file_size_mib")
 _RESULT_KEYS = ("phases", "memory", "gpu_state", "warnings", "frames", "accuracy", "accuracy_data")
+_ENERGY_KEYS = ("energy", "energy_unavailable", "conditions")
 _HEAD_KEYS = ("artifact", "artifact_path", "backend", "batch")
 
 
@@ -22,7 +25,9 @@ _HEAD_KEYS = ("artifact", "artifact_path", "backend", "batch")
 class BenchRecord:
     """One artifact on one backend at one batch size: where and how it ran, what the model is, the phases'
     latency statistics (`edgekd.bench.timing.summarize_measurement` dicts by phase), memory, warnings and the
-    accuracy paired by --eval (the `edgekd eval` JSON layout). A batch the artifact cannot run has `skipped`."""
+    accuracy paired by --eval (the `edgekd eval` JSON layout). A batch the artifact cannot run has `skipped`.
+    `energy` is the energy of one phase's timed calls, or None with `energy_unavailable` saying why; `conditions`
+    how the device was set (`edgekd.bench.energy`; both None in records written before they were measured)."""
 
     artifact: str  # as given on the command line
     artifact_path: str  # absolute
@@ -50,6 +55,10 @@ class BenchRecord:
     frames: str | None = None
     accuracy: dict | None = None
     accuracy_data: str | None = None
+    energy: EnergyReading | None = None
+    energy_unavailable: str | None = None
+    conditions: Conditions | None = None
+    trtexec: TrtexecCheck | None = None  # --backend trt: trtexec's timing beside ours (edgekd.bench.trtexec)
 
     @classmethod
     def head(cls, path: Path, backend: str, batch: int, **fields: object) -> BenchRecord:
@@ -83,6 +92,14 @@ class BenchRecord:
         data["accuracy"] = self.accuracy
         if self.accuracy_data is not None:
             data["accuracy_data"] = self.accuracy_data
+        if self.energy is not None or self.energy_unavailable is not None:
+            data["energy"] = None if self.energy is None else self.energy.to_dict()
+            if self.energy is None:
+                data["energy_unavailable"] = self.energy_unavailable
+        if self.conditions is not None:
+            data["conditions"] = self.conditions.to_dict()
+        if self.trtexec is not None:
+            data["trtexec"] = self.trtexec.to_dict()
         return data
 
     @classmethod
@@ -90,8 +107,16 @@ class BenchRecord:
         """A record of a bench JSON already checked by `edgekd.bench.schema.validate_bench_payload`."""
         known = (*_HEAD_KEYS, "skipped", *_RUN_KEYS, *_MODEL_KEYS, *_RESULT_KEYS)
         values = {key: data[key] for key in known if key in data and data[key] is not None}
-        extra = {key: value for key, value in data.items() if key not in known}
-        return cls(**values, extra=extra)
+        extra = {key: value for key, value in data.items() if key not in (*known, *_ENERGY_KEYS, "trtexec")}
+        energy, conditions = data.get("energy"), data.get("conditions")
+        return cls(
+            **values,
+            extra=extra,
+            energy=EnergyReading.from_dict(energy) if energy else None,
+            energy_unavailable=data.get("energy_unavailable"),
+            conditions=Conditions.from_dict(conditions) if conditions else None,
+            trtexec=TrtexecCheck.from_dict(data["trtexec"]) if data.get("trtexec") else None,
+        )
 
 
 @dataclass

@@ -1,4 +1,5 @@
-"""`edgekd report`: eval and bench JSONs -> one Markdown page, an accuracy-vs-latency PNG and report.json.
+"""`edgekd report`: eval and bench JSONs -> one Markdown page, an accuracy-vs-latency PNG and report.json; where
+bench records measured energy, a mJ/frame column beside latency and an energy-vs-accuracy PNG (docs/energy.md).
 
 Finding the files: each input is a bench/eval JSON file (recognised by content) or a folder searched
 recursively for `*.bench.json` and `*.eval.json`, and for JSON files of other names that hold a bench run or an eval
@@ -20,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from edgekd.bench.plots import PlotPoint, render_accuracy_latency
+from edgekd.bench.plots import PlotPoint, render_accuracy_latency, render_energy_accuracy
 from edgekd.bench.record import BenchRecord, BenchRun
 from edgekd.bench.schema import validate_bench_payload
 from edgekd.errors import EdgeKDError
@@ -31,6 +32,7 @@ EVAL_SUFFIX = ".eval.json"
 ARTIFACT_SUFFIXES = (".pt", ".onnx", ".engine")
 LATENCY_PHASES = {"compute": "compute-only", "end_to_end": "end-to-end"}
 PRECISION_ORDER = ("fp32", "fp16", "int8", "int8-qdq")
+ENERGY_PLOT = "energy_accuracy.png"
 
 
 @dataclass
@@ -144,6 +146,10 @@ class Row:
     def latency(self, phase: str) -> dict | None:
         return self.record.latency(phase)
 
+    @property
+    def mj_per_frame(self) -> float | None:
+        return None if self.record.energy is None else self.record.energy.mj_per_frame
+
 
 def coco_ap(accuracy: dict | None, metric: str = "AP") -> float | None:
     if not accuracy or "coco" not in accuracy:
@@ -168,6 +174,7 @@ class Report:
     rows: list[Row]
     inputs: Inputs
     notes: list[str]
+    energy_plot: Path | None = None  # energy_accuracy.png, written where records have energy and accuracy
 
 
 def _sort_key(row: Row) -> tuple:
@@ -278,6 +285,7 @@ def plot_points(rows: list[Row], phase: str) -> list[PlotPoint]:
                 latency_ms=float(stats["p50_ms"]),
                 coco_ap=coco_ap(row.accuracy),
                 kitti_moderate=kitti_moderate(row.accuracy)[0],
+                mj_per_frame=row.mj_per_frame,
             )
         )
     return points
@@ -300,8 +308,14 @@ def _markdown_table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
+def _has_energy(rows: list[Row]) -> bool:
+    return any(row.mj_per_frame is not None for row in rows)
+
+
 def summary_table(rows: list[Row], phase: str) -> str:
-    """The reviewer's table: accuracy, size and latency per artifact and backend."""
+    """The reviewer's table: accuracy, size and latency per artifact and backend (and energy per frame where any
+    row measured it)."""
+    energy = _has_energy(rows)
     classes = list(dict.fromkeys(cls for row in rows for cls in kitti_moderate(row.accuracy)[1]))  # first seen
     header = [
         "run",
@@ -322,6 +336,7 @@ def summary_table(rows: list[Row], phase: str) -> str:
         "p99",
         "img/s",
         "CV",
+        *(["mJ/frame"] if energy else []),
     ]
     body = []
     for row in rows:
@@ -354,13 +369,16 @@ def summary_table(rows: list[Row], phase: str) -> str:
                         f"{stats['cv']:.1%}",
                     ]
                 ),
+                *([_fmt(row.mj_per_frame, 3)] if energy else []),
             ]
         )
     return _markdown_table(header, body)
 
 
 def batch_table(rows: list[Row]) -> str:
-    """Every batch size: compute-only and end-to-end latency, copies and memory."""
+    """Every batch size: compute-only and end-to-end latency, copies, memory (and energy per frame where any row
+    measured it)."""
+    energy = _has_energy(rows)
     header = [
         "run",
         "artifact",
@@ -376,6 +394,7 @@ def batch_table(rows: list[Row]) -> str:
         "D2H p50",
         "peak RSS (MiB)",
         "GPU (MiB)",
+        *(["mJ/frame"] if energy else []),
     ]
     body = []
     for row in rows:
@@ -399,6 +418,7 @@ def batch_table(rows: list[Row]) -> str:
                 _fmt_ms(d2h and d2h["p50_ms"]),
                 _fmt(memory.get("peak_rss_mib"), 0),
                 _fmt(gpu, 0),
+                *([_fmt(row.mj_per_frame, 3)] if energy else []),
             ]
         )
     return _markdown_table(header, body)
@@ -417,7 +437,24 @@ def _hosts(inputs: Inputs) -> list[str]:
     return lines
 
 
-def report_markdown(report: Report, plot_name: str, phase: str, batch: int | None) -> str:
+def _energy_lines(rows: list[Row]) -> list[str]:
+    """How each row's energy was measured, or why it was not (docs/energy.md)."""
+    lines = []
+    for row in rows:
+        energy, where = row.record.energy, f"{row.display} [{row.record.backend}] batch {row.record.batch}"
+        if energy is not None:
+            lines.append(
+                f"- {where}: {energy.mj_per_frame:.3f} mJ/frame, {energy.mean_power_w:.2f} W over "
+                f"{energy.window_s:.2f} s of {energy.phase} timed calls; {energy.method}; {energy.scope}"
+            )
+        elif row.record.energy_unavailable:
+            lines.append(f"- {where}: not measured, {row.record.energy_unavailable}")
+    return lines
+
+
+def report_markdown(
+    report: Report, plot_name: str, phase: str, batch: int | None, energy_plot: str | None = None
+) -> str:
     chosen = plot_rows(report, batch)
     batch_text = f"batch {batch}" if batch is not None else "each artifact's smallest benchmarked batch"
     lines = [
@@ -428,6 +465,7 @@ def report_markdown(report: Report, plot_name: str, phase: str, batch: int | Non
         "",
         f"![accuracy vs latency]({plot_name})",
         "",
+        *([f"![accuracy vs energy per frame]({energy_plot})", ""] if energy_plot else []),
         f"## Accuracy and latency ({batch_text}; latency = {LATENCY_PHASES[phase]} p50)",
         "",
         summary_table(chosen, phase),
@@ -445,6 +483,19 @@ def report_markdown(report: Report, plot_name: str, phase: str, batch: int | Non
         "- COCO AP: AP@[.5:.95] (%); KITTI Mod AP: AP|R40 at Moderate difficulty, mean over the evaluated classes.",
         "- params/GFLOPs: GFLOPs per image counting convolutions and matrix products (multiply-add = 2); ONNX "
         "counts are after batch-norm folding; * = taken from an export of the same checkpoint.",
+        *(
+            [
+                "- mJ/frame: energy of the timed calls of one phase (end-to-end where timed) / (calls x batch), from "
+                "the meter and over the scope each record names below (RAPL: the whole CPU package; NVML: the GPU "
+                "board; Jetson: the whole module), all processes included.",
+                "",
+                "Energy:",
+                "",
+                *_energy_lines(report.rows),
+            ]
+            if _has_energy(report.rows)
+            else []
+        ),
         "",
         "Accuracy sources:",
         "",
@@ -485,7 +536,8 @@ def report_json(report: Report, phase: str, batch: int | None) -> dict:
 def write_report(
     paths: list[Path], out_dir: Path, phase: str = "compute", batch: int | None = None
 ) -> tuple[Path, Path, Report]:
-    """report.md, accuracy_latency.png and report.json in `out_dir`; returns (markdown, png, report)."""
+    """report.md, accuracy_latency.png, energy_accuracy.png (where records have energy and COCO AP:
+    `report.energy_plot`) and report.json in `out_dir`; returns (markdown, png, report)."""
     from edgekd.atomic import atomic_output, atomic_write_text, output_dir
 
     if phase not in LATENCY_PHASES:
@@ -498,9 +550,15 @@ def write_report(
         raise EdgeKDError(f"--batch {batch}: no record at that batch size (measured: {batches})")
     output_dir(out_dir, "-o")
     png = out_dir / "accuracy_latency.png"
+    points = plot_points(plot_rows(report, batch), phase)
     with atomic_output(png) as temporary:
-        render_accuracy_latency(plot_points(plot_rows(report, batch), phase), temporary, LATENCY_PHASES[phase])
+        render_accuracy_latency(points, temporary, LATENCY_PHASES[phase])
+    if any(point.mj_per_frame is not None and point.coco_ap is not None for point in points):
+        report.energy_plot = out_dir / ENERGY_PLOT
+        with atomic_output(report.energy_plot) as temporary:
+            render_energy_accuracy(points, temporary)
     markdown = out_dir / "report.md"
-    atomic_write_text(markdown, report_markdown(report, png.name, phase, batch))
+    energy_name = report.energy_plot.name if report.energy_plot else None
+    atomic_write_text(markdown, report_markdown(report, png.name, phase, batch, energy_name))
     atomic_write_text(out_dir / "report.json", json.dumps(report_json(report, phase, batch), indent=2) + "\n")
     return markdown, png, report

@@ -9,6 +9,7 @@ import os
 import platform
 import shutil
 import subprocess
+from collections.abc import Sequence
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 
@@ -73,17 +74,24 @@ def gpu_state() -> dict | None:
     return dict(zip(_GPU_FIELDS, values))
 
 
-def clock_warning(state: dict | None) -> str | None:
-    """A warning when the SM clock read right after timing is well below its maximum, else None."""
-    if not state:
-        return None
+def clock_warning(state: dict | None, throttling: Sequence[str] = ()) -> str | None:
+    """A warning when the SM clock read right after timing is well below its maximum, or when NVML reports clock
+    event reasons that hold the clocks down (`throttling`: power cap, thermal or hardware slowdown, see
+    `edgekd.bench.energy.THROTTLING_REASONS`), else None."""
+    problems = []
     try:
         current, maximum = float(state["clocks.sm"]), float(state["clocks.max.sm"])
-    except (KeyError, ValueError):
-        return None
-    if maximum <= 0 or current >= CLOCK_WARN_FRACTION * maximum:
+    except (KeyError, TypeError, ValueError):
+        current = maximum = 0.0
+    if maximum > 0 and current < CLOCK_WARN_FRACTION * maximum:
+        problems.append(
+            f"GPU SM clock {current:.0f} MHz right after timing, max {maximum:.0f} MHz (pstate {state.get('pstate')})"
+        )
+    if throttling:
+        problems.append(f"GPU clocks held down right after timing (NVML: {', '.join(throttling)})")
+    if not problems:
         return None
     return (
-        f"GPU SM clock {current:.0f} MHz right after timing, max {maximum:.0f} MHz (pstate {state.get('pstate')}): "
-        "throttling or power saving; lock clocks (`nvidia-smi -lgc`, `sudo jetson_clocks` on Jetson) for stable numbers"
+        "; ".join(problems) + ": throttling or power saving; lock clocks (`nvidia-smi -lgc`, `sudo jetson_clocks` on "
+        "Jetson) and keep the GPU cool for stable numbers"
     )

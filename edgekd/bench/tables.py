@@ -1,4 +1,5 @@
-"""The terminal tables of `edgekd bench`: compute-only statistics, then end-to-end stages, copies and memory."""
+"""The terminal tables of `edgekd bench`: compute-only statistics, then end-to-end stages, copies, memory and
+energy per frame (where measured, docs/energy.md)."""
 
 from __future__ import annotations
 
@@ -29,6 +30,10 @@ def _device_memory(memory: dict) -> str:
         if memory.get(key) is not None:
             return f"{memory[key]:.0f}"
     return "-"
+
+
+def _mj(record: BenchRecord) -> str:
+    return "-" if record.energy is None else f"{record.energy.mj_per_frame:.3f}"
 
 
 def _table(title: str, caption: str | None, columns: tuple[str, ...], left: int = 2) -> Table:
@@ -69,10 +74,15 @@ def bench_table(run: BenchRun) -> Table:
 
 
 def detail_table(run: BenchRun) -> Table:
-    """End-to-end p50/p99 and its stages' p50, device copies, first call and memory."""
+    """End-to-end p50/p99 and its stages' p50, device copies, first call, memory and, where any record measured
+    it, energy per frame (mJ)."""
+    energy = any(record.energy is not None for record in run.records)
+    caption = "stages are p50 of the same runs; first = the first compute call (initialisation, autotuning)"
+    if energy:
+        caption += "; mJ = energy per frame over the timed calls of the record's energy phase"
     table = _table(
         "End-to-end (decoded frame -> boxes incl. NMS), copies and memory; ms / MiB",
-        "stages are p50 of the same runs; first = the first compute call (initialisation, autotuning)",
+        caption,
         (
             "artifact",
             "backend",
@@ -87,6 +97,7 @@ def detail_table(run: BenchRun) -> Table:
             "first",
             "RSS",
             "GPU",
+            *(["mJ"] if energy else []),
         ),
     )
     for record in run.records:
@@ -109,5 +120,6 @@ def detail_table(run: BenchRun) -> Table:
             _ms(phases["compute"], "first_call_ms"),
             f"{record.memory['peak_rss_mib']:.0f}",
             _device_memory(record.memory),
+            *([_mj(record)] if energy else []),
         )
     return table

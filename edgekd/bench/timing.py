@@ -2,7 +2,8 @@
 
 A *clock* (`edgekd.runtime.clock`) times one call of a function and returns seconds; each runner brings its own.
 `measure` runs the first call apart (lazy initialisation, engine builds and autotuning land there), then the
-warm-up, then the timed calls; only the timed calls enter the statistics.
+warm-up, then the timed calls; only the timed calls enter the statistics. A `Window` (an energy meter,
+`edgekd.bench.energy.EnergyWindow`) is started right before the timed calls and stopped right after them.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
@@ -20,6 +22,14 @@ CV_WARN = 0.05
 
 MIN_ITERS = 10
 """A `--seconds` budget still times at least this many calls, so percentiles mean something."""
+
+
+class Window(Protocol):
+    """Something to run around exactly the timed calls (not the first call, not the warm-up)."""
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
 
 
 @dataclass
@@ -38,21 +48,27 @@ def measure(
     iters: int | None = 100,
     seconds: float | None = None,
     min_iters: int = MIN_ITERS,
+    window: Window | None = None,
 ) -> Measurement:
     """Time `fn` with `clock`: one first call, `warmup` untimed calls, then `iters` timed calls, or as many as
-    fit in `seconds` of wall time (at least `min_iters`). Exactly one of `iters` and `seconds` must be given."""
+    fit in `seconds` of wall time (at least `min_iters`), inside `window` where given. Exactly one of `iters` and
+    `seconds` must be given."""
     if (iters is None) == (seconds is None):
         raise ValueError("give exactly one of iters and seconds")
     first = clock(fn)
     for _ in range(warmup):
         clock(fn)
     times: list[float] = []
+    if window is not None:
+        window.start()
     if iters is not None:
         times = [clock(fn) for _ in range(iters)]
     else:
         deadline = time.perf_counter() + seconds
         while len(times) < min_iters or time.perf_counter() < deadline:
             times.append(clock(fn))
+    if window is not None:
+        window.stop()
     return Measurement(np.asarray(times, dtype=np.float64), first, warmup)
 
 

@@ -95,6 +95,15 @@ def export_command(
     ] = None,
     split: Annotated[str, typer.Option("--split", help="Split of --data used for parity.")] = "val",
     workspace: Annotated[int, typer.Option("--workspace", help="TensorRT workspace limit, MiB.")] = 4096,
+    layerwise: Annotated[
+        bool,
+        typer.Option(
+            "--layerwise",
+            help="With --trt: when the engine fails its accuracy gate, compare ONNX Runtime and TensorRT layer by "
+            "layer (needs Polygraphy: pip install polygraphy) and name the first layer that diverges "
+            "(layerwise.md / layerwise.json beside parity.md).",
+        ),
+    ] = False,
     threads: Annotated[int | None, typer.Option("--threads", help="ONNX Runtime threads.")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the parity report as JSON only.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", help="Only the final summary.")] = False,
@@ -127,6 +136,7 @@ def export_command(
         split=split,
         workspace_mib=workspace,
         threads=threads,
+        layerwise=layerwise,
     )
     console = Console(quiet=quiet or json_out)
     result = export_checkpoint(checkpoint, options, console)

@@ -24,6 +24,8 @@ EXPORT_FILES: tuple[str, ...] = (
     "model*.rejected",
     "parity.json",
     "parity.md",
+    "layerwise.md",  # --layerwise after a failed engine gate
+    "layerwise.json",
     "int8_search.png",
     "timing.cache",
     "calibration.cache",

@@ -47,7 +47,7 @@ from edgekd.runtime.metadata import (
 )
 from edgekd.runtime.onnx_runner import OnnxRunner
 from edgekd.runtime.postprocess import EFFICIENT_NMS_TOPK, PostprocessConfig, decode_outputs
-from edgekd.runtime.preprocess import iterate_batches
+from edgekd.runtime.preprocess import iterate_batches, pad_batch
 from edgekd.runtime.runner import predict_dataset
 from edgekd.runtime.torch_runner import TorchRunner
 
@@ -78,6 +78,7 @@ class ExportOptions:
     split: str = "val"
     workspace_mib: int = 4096
     threads: int | None = None
+    layerwise: bool = False  # on an engine gate failure, compare ONNX Runtime and TensorRT layer by layer
 
 
 @dataclass
@@ -111,6 +112,8 @@ def check_options(options: ExportOptions) -> None:
         raise EdgeKDError(f"--calib-images {options.calib_images}: must be at least 1")
     if options.threads is not None and options.threads < 1:
         raise EdgeKDError(f"--threads {options.threads}: must be at least 1")
+    if options.layerwise and not options.trt:
+        raise EdgeKDError("--layerwise compares a TensorRT engine's layers with ONNX Runtime's: add --trt")
 
 
 def _check_int8_target(options: ExportOptions) -> None:
@@ -683,8 +686,83 @@ def _export_engine(
     _gate_engine(engine_path, engine_meta, detector, options, dataset, report, console)
     if not report.passed:
         rejected = _reject(engine_path)
-        raise EdgeKDError(_engine_failure_message(report, folder.final_path(rejected)))
+        message = _engine_failure_message(report, folder.final_path(rejected))
+        if options.layerwise:
+            message += "\n  " + _layerwise(onnx_path, engine_meta, options, dataset, report, folder, console)
+        raise EdgeKDError(message)
     return engine_path
+
+
+def _layerwise(
+    onnx_path: Path,
+    engine_meta: ExportMetadata,
+    options: ExportOptions,
+    dataset: Dataset | None,
+    report: ParityReport,
+    folder: ExportFolder,
+    console: Console,
+) -> str:
+    """--layerwise after a failed engine gate: ONNX Runtime on model.onnx against TensorRT on the engine's source
+    ONNX, every layer's output compared (`edgekd.export.layerwise`) on the first --data batch (else the random
+    parity input), within the engine's tighter raw bound; writes layerwise.md/.json and returns the line for the
+    failure message."""
+    from edgekd.export.layerwise import (
+        LAYERWISE_MD,
+        MARKING_CAVEAT,
+        POLYGRAPHY_HINT,
+        compare_layers,
+        onnxrt_runner,
+        polygraphy_available,
+        tensorrt_runner,
+        write_layerwise,
+    )
+
+    if not polygraphy_available():
+        return POLYGRAPHY_HINT
+    if not report.engine.checked:
+        return "per-layer comparison skipped: INT8 engines are gated on AP only (their layers differ by design)"
+    if engine_meta.nms != "none":
+        return "per-layer comparison skipped: it needs an engine without an NMS tail (export with --nms none)"
+    import onnx
+
+    height, width = engine_meta.input_size
+    batch = options.batch.opt
+    if dataset is not None:
+        _, images, _ = next(iterate_batches(dataset, (height, width), batch))
+        images, inputs = pad_batch(images, batch), f"the first {min(batch, len(dataset))} image(s) of --data"
+    else:
+        generator = np.random.default_rng(RANDOM_PARITY_SEED)
+        images = generator.uniform(0, 255, size=(batch, 3, height, width)).astype(np.float32)
+        inputs = "random input (no --data)"
+    info, engine = engine_meta.tensorrt, report.engine
+    source = Path(info["built_from"])
+    console.print(f"per-layer comparison: ONNX Runtime on {onnx_path.name} vs TensorRT on {source.name}")
+    model = onnx.load(str(onnx_path))
+    try:
+        reference = onnxrt_runner(model, f"ONNX Runtime FP32 ({onnx_path.name})")
+        candidate = tensorrt_runner(
+            source,
+            info["typing"].startswith("strongly"),
+            engine_meta.precision == "fp16",
+            options.batch,
+            engine_meta.input_name,
+            engine_meta.input_size,
+            options.workspace_mib,
+            f"TensorRT {engine_meta.precision} ({source.name})",
+        )
+        compared = compare_layers(
+            model,
+            reference,
+            candidate,
+            {engine_meta.input_name: images},
+            min(engine.box_tolerance, engine.score_tolerance),
+            inputs,
+            MARKING_CAVEAT,
+        )
+    except Exception as error:  # a failing diagnostic must not hide the gate failure it was asked to explain
+        return f"per-layer comparison failed: {type(error).__name__}: {error}"
+    write_layerwise(compared, folder.work)
+    return f"{compared.summary()}; per-layer report: {folder.final / LAYERWISE_MD}"
 
 
 def engine_bounds(precision: str, budget: float | None) -> tuple[float, float, float, bool]:

@@ -64,12 +64,8 @@ class Budget:
 
 
 def record_energy_mj(record: BenchRecord) -> float | None:
-    """Energy per frame (mJ) of a bench record: its `energy` object's `mj_per_frame`, None where not measured."""
-    energy = record.extra.get("energy")
-    value = energy.get("mj_per_frame") if isinstance(energy, dict) else None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        return None
-    return float(value)
+    """Energy per frame (mJ) of a bench record (`BenchRecord.energy`), None where not measured."""
+    return None if record.energy is None else record.energy.mj_per_frame
 
 
 def _number(text: str, budget: str) -> float:

@@ -67,7 +67,7 @@ def _row_dict(row: Row, result: SweepResult) -> dict:
         "backend": record.backend if record else None,
         "device": record.device if record else None,
         "latency": record.phases if record and record.skipped is None else None,
-        "energy": record.extra.get("energy") if record else None,
+        "energy": record.energy.to_dict() if record and record.energy else None,
         "skipped": record.skipped if record else None,
         "budget_values": row.verdict.values if row.verdict else {},
         "met_budget": row.met,
@@ -175,8 +175,7 @@ def sweep_markdown(result: SweepResult) -> str:
     ]
     for row in result.rows:
         stats = row.record.phases.get(budget.phase) if row.record and row.record.skipped is None else None
-        energy = row.record.extra.get("energy") if row.record else None
-        mj = energy.get("mj_per_frame") if isinstance(energy, dict) else None
+        mj = row.record.energy.mj_per_frame if row.record and row.record.energy else None
         coco = row.trained.result.coco.AP if row.trained and row.trained.result else None
         kitti = difficulty_ap(row) or {}
         cells = [
