@@ -172,8 +172,16 @@ def test_interrupted_stage_2_resumes_without_retraining(
     rows = json.loads((out / "sweep.json").read_text())["candidates"]
     assert all(row["trained"] is not None for row in rows)
 
+    stored = json.loads((out / "stage2.json").read_text())["seconds"]
+    assert set(stored) == {f"{SMALL_R18}@160x64", f"{SMALL}@160x64"} and all(s > 0 for s in stored.values())
+
     assert run_edgekd(capsys, monkeypatch, *args).code == 0
     assert trained == [SMALL]  # the third run re-trains nothing
+    report = json.loads((out / "sweep.json").read_text())
+    assert {row["candidate"]: row["stage_seconds"]["stage2"] for row in report["candidates"]} == stored
+    total = report["stage_seconds_measured"]["stage2"]
+    assert total["candidates"] == 2 and total["seconds"] == pytest.approx(sum(stored.values()))
+    assert f"stage 2 {sum(stored.values()) / 60:.1f} min for 2 candidate(s)" in (out / "sweep.md").read_text()
 
 
 def test_export_only_then_timed_here_then_cached(

@@ -122,6 +122,7 @@ class Row:
     selected: bool = False
     trained: Trained | None = None
     pareto: bool = False
+    seconds: dict[str, float] = field(default_factory=dict)  # stage -> seconds its work took when it was done
 
     @property
     def met(self) -> bool:
@@ -146,20 +147,32 @@ def fingerprint(data: object) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:12]
 
 
-def _read_state(path: Path, fmt: str, key: str, console: Console) -> dict:
-    """The cached entries of a stage file made with the same settings (`key`); {} when absent or stale."""
+@dataclass
+class StageState:
+    """A stage file's entries by candidate and the seconds each candidate's work took when it was done."""
+
+    entries: dict = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def _read_state(path: Path, fmt: str, key: str, console: Console) -> StageState:
+    """The cached entries of a stage file made with the same settings (`key`); empty when absent or stale."""
     if not path.is_file():
-        return {}
+        return StageState()
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         console.print(f"[yellow]note:[/] {escape(str(path))} is unreadable; starting that stage afresh")
-        return {}
+        return StageState()
     if not isinstance(data, dict) or data.get("format") != fmt or data.get("settings") != key:
         console.print(f"[yellow]note:[/] {escape(str(path))} was made with other settings; starting that stage afresh")
-        return {}
-    entries = data.get("candidates")
-    return entries if isinstance(entries, dict) else {}
+        return StageState()
+    entries, seconds = data.get("candidates"), data.get("seconds")
+    if not isinstance(entries, dict):
+        return StageState()
+    if not isinstance(seconds, dict):
+        seconds = {}
+    return StageState(entries, {name: float(value) for name, value in seconds.items() if name in entries})
 
 
 def _cached_entry(entries: dict, key: str, parse: Callable[[dict], T], path: Path, console: Console) -> T | None:
@@ -175,8 +188,8 @@ def _cached_entry(entries: dict, key: str, parse: Callable[[dict], T], path: Pat
         return None
 
 
-def _write_state(path: Path, fmt: str, key: str, entries: dict) -> None:
-    payload = {"format": fmt, "settings": key, "candidates": entries}
+def _write_state(path: Path, fmt: str, key: str, state: StageState) -> None:
+    payload = {"format": fmt, "settings": key, "candidates": state.entries, "seconds": state.seconds}
     atomic_write_text(path, json.dumps(payload, indent=2, allow_nan=False) + "\n")
 
 
@@ -286,16 +299,19 @@ def measure_latency(config: SweepConfig, rows: list[Row], classes: tuple[str, ..
     options.check()
     key = fingerprint({"bench": options.settings(), "classes": list(classes), "seed": config.seed})
     path = config.out / "stage1.json"
-    entries = _read_state(path, STAGE1_FORMAT, key, console)
+    state = _read_state(path, STAGE1_FORMAT, key, console)
     for index, row in enumerate(rows, 1):
-        row.record = _cached_entry(entries, row.candidate.key, BenchRecord.from_dict, path, console)
-        if row.record is not None:
-            continue
-        console.print(f"stage 1 [{index}/{len(rows)}]: export and time {row.candidate.key} on {config.backend}")
-        onnx = _untrained_onnx(config, row.candidate, classes)
-        row.record = run_bench([onnx], options).records[0]
-        entries[row.candidate.key] = row.record.to_dict()
-        _write_state(path, STAGE1_FORMAT, key, entries)
+        name = row.candidate.key
+        row.record = _cached_entry(state.entries, name, BenchRecord.from_dict, path, console)
+        if row.record is None:
+            console.print(f"stage 1 [{index}/{len(rows)}]: export and time {name} on {config.backend}")
+            start = time.perf_counter()
+            onnx = _untrained_onnx(config, row.candidate, classes)
+            row.record = run_bench([onnx], options).records[0]
+            state.entries[name], state.seconds[name] = row.record.to_dict(), time.perf_counter() - start
+            _write_state(path, STAGE1_FORMAT, key, state)
+        if name in state.seconds:
+            row.seconds["stage1"] = state.seconds[name]
 
 
 def load_latency(config: SweepConfig, rows: list[Row]) -> str:
@@ -375,11 +391,6 @@ def distill_selected(
     from dataclasses import asdict
 
     from edgekd.distill.recipe import load_recipe
-    from edgekd.evaluate import evaluate_detections
-    from edgekd.export.run import ExportOptions, export_checkpoint
-    from edgekd.pipeline import distill_cached
-    from edgekd.runtime import predict_artifact
-    from edgekd.runtime.metadata import BatchSpec
 
     recipe = load_recipe(config.recipe)
     options = _train_options(config, recipe)
@@ -393,33 +404,56 @@ def distill_selected(
     }
     key = fingerprint(settings)
     path = config.out / "stage2.json"
-    entries = _read_state(path, STAGE2_FORMAT, key, console)
+    state = _read_state(path, STAGE2_FORMAT, key, console)
     for index, row in enumerate(selected, 1):
-        row.trained = _cached_entry(entries, row.candidate.key, Trained.from_dict, path, console)
-        if row.trained is not None:
-            continue
-        train, val = datasets()
-        run_dir = config.out / "runs" / f"{row.candidate.key}-{key}"
-        console.print(f"stage 2 [{index}/{len(selected)}]: distil {row.candidate.key} with {recipe.name}")
-        best = distill_cached(run_dir, config.teacher, row.candidate.model, recipe, train, val, options, console)
-        export = ExportOptions(
-            out_dir=run_dir / "export",
-            batch=BatchSpec.static(config.batch),
-            data=config.data,
-            split=config.val_split,
-            threads=config.threads,
-        )
-        onnx, parity_error, result = None, None, None
-        try:
-            onnx = export_checkpoint(best, export, Console(quiet=True)).onnx
-        except EdgeKDError as error:
-            parity_error = str(error)
-            console.print(f"[yellow]warning:[/] {escape(row.candidate.key)}: {escape(parity_error)}")
-        if onnx is not None:
-            result = evaluate_detections(val, predict_artifact(onnx, val, threads=config.threads))
-        row.trained = Trained(str(run_dir), str(best), None if onnx is None else str(onnx), parity_error, result)
-        entries[row.candidate.key] = row.trained.to_dict()
-        _write_state(path, STAGE2_FORMAT, key, entries)
+        row.trained = _cached_entry(state.entries, row.candidate.key, Trained.from_dict, path, console)
+        if row.trained is None:
+            start = time.perf_counter()
+            row.trained = _distill_one(config, row, recipe, options, key, datasets, console, f"{index}/{len(selected)}")
+            state.entries[row.candidate.key] = row.trained.to_dict()
+            state.seconds[row.candidate.key] = time.perf_counter() - start
+            _write_state(path, STAGE2_FORMAT, key, state)
+        if row.candidate.key in state.seconds:
+            row.seconds["stage2"] = state.seconds[row.candidate.key]
+
+
+def _distill_one(
+    config: SweepConfig,
+    row: Row,
+    recipe: object,
+    options: object,
+    key: str,
+    datasets: Callable[[], tuple[object, object]],
+    console: Console,
+    position: str,
+) -> Trained:
+    """Distil one selected candidate, export its best checkpoint through the parity gate and evaluate the ONNX."""
+    from edgekd.evaluate import evaluate_detections
+    from edgekd.export.run import ExportOptions, export_checkpoint
+    from edgekd.pipeline import distill_cached
+    from edgekd.runtime import predict_artifact
+    from edgekd.runtime.metadata import BatchSpec
+
+    train, val = datasets()
+    run_dir = config.out / "runs" / f"{row.candidate.key}-{key}"
+    console.print(f"stage 2 [{position}]: distil {row.candidate.key} with {recipe.name}")
+    best = distill_cached(run_dir, config.teacher, row.candidate.model, recipe, train, val, options, console)
+    export = ExportOptions(
+        out_dir=run_dir / "export",
+        batch=BatchSpec.static(config.batch),
+        data=config.data,
+        split=config.val_split,
+        threads=config.threads,
+    )
+    onnx, parity_error, result = None, None, None
+    try:
+        onnx = export_checkpoint(best, export, Console(quiet=True)).onnx
+    except EdgeKDError as error:
+        parity_error = str(error)
+        console.print(f"[yellow]warning:[/] {escape(row.candidate.key)}: {escape(parity_error)}")
+    if onnx is not None:
+        result = evaluate_detections(val, predict_artifact(onnx, val, threads=config.threads))
+    return Trained(str(run_dir), str(best), None if onnx is None else str(onnx), parity_error, result)
 
 
 def mark_pareto(rows: list[Row], budget: Budget) -> None:
