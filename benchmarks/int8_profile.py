@@ -224,9 +224,9 @@ def markdown(payload: dict) -> str:
         f"CPU: {cpu['model']}; {flags}. ONNX Runtime {payload['onnxruntime']}, {payload['threads']} intra-op "
         f"thread(s). Weights: {payload['weights']}.",
         "",
-        f"Machine load (`uptime`) before: `{payload['load_before']}`; after: `{payload['load_after']}`. The machine "
-        "was shared with other jobs while this ran: all variants were timed interleaved in one process, so load "
-        "falls on each alike, but absolute numbers are noisy.",
+        f"Machine load (`uptime`) before: `{payload['load_before']}`; after: `{payload['load_after']}` (load "
+        "averages lag by minutes). All variants were timed interleaved in one process, so any load falls on each "
+        "alike; the speed-ups are the comparison, absolute milliseconds vary between runs on a virtual machine.",
         "",
         "## Compute latency (same process, interleaved)",
         "",

@@ -233,6 +233,13 @@ def epoch_metrics(run_dir: Path) -> list[dict[str, float]]:
         return [{key: float(value) for key, value in row.items()} for row in csv.DictReader(handle)]
 
 
+def epoch_losses(epochs: list[dict[str, float]]) -> dict[str, list[float]]:
+    """Each loss term's per-epoch mean (metrics.csv columns `loss` and `loss_*`): the detection and KD losses'
+    shares of the total over training."""
+    names = [name for name in epochs[0] if name == "loss" or name.startswith("loss_")]
+    return {name: [e[name] for e in epochs] for name in names}
+
+
 def device_name(device: str) -> str:
     if device.startswith("cuda"):
         return torch.cuda.get_device_name(device)
@@ -274,7 +281,7 @@ def run_cell(cell: Cell, console: Console | None = None, need_checkpoint: bool =
     epoch_seconds = sum(e["train_seconds"] for e in epochs) / len(epochs)
     row.update(
         epochs=options.epochs, epoch_seconds=epoch_seconds, train_minutes=epoch_seconds * options.epochs / 60,
-        ap_per_epoch=[e["AP"] for e in epochs], seed=cell.seed, cell=run_dir.name,
+        ap_per_epoch=[e["AP"] for e in epochs], loss_per_epoch=epoch_losses(epochs), seed=cell.seed, cell=run_dir.name,
         trained_on=device_name(options.device), commit=commit(), split=cell.preset.report_split,
     )  # fmt: skip
     CELL_RESULTS.mkdir(parents=True, exist_ok=True)
