@@ -53,6 +53,23 @@ def test_adapter_contract(name):
     assert float(boxes[..., 0::2].min()) >= 0 and float(boxes[..., 0::2].max()) <= 128
 
 
+def test_fcos_distances_start_at_one_prior_per_side():
+    """FCOS regresses ReLU distances in units of the level's prior (side = stride): started at 0, as torchvision
+    does, they died under AdamW from scratch (every distance 0, GIoU loss stuck at exactly 1, AP 0 after 2 epochs
+    on the CPU preset). Started at one prior, every initial box is alive: about 2 x stride wide and high."""
+    torch.manual_seed(0)
+    detector = build_detector(DetectorConfig("fcos_mobilenet_v3_lite", CLASSES, (64, 128))).eval()
+    with torch.no_grad():
+        features = detector.features(detector.preprocess(torch.rand(1, 3, 64, 128) * 255))
+        distances = detector.head(features)["bbox_regression"][0]
+    assert float(distances.min()) > 0.5 and float(distances.max()) < 1.5
+    boxes, _ = detector.decode(detector.head(features), features)
+    level = features[0].shape[2] * features[0].shape[3]  # stride-8 cells come first
+    widths = boxes[0, :level, 2] - boxes[0, :level, 0]
+    inner = widths[(boxes[0, :level, 0] > 0) & (boxes[0, :level, 2] < 128)]  # boxes not clipped at the border
+    assert float(inner.min()) > 8 and float(inner.max()) < 24
+
+
 def test_postprocess_maps_boxes_back_to_original_pixels():
     detector = build_detector(DetectorConfig("retinanet_mobilenet_v3_lite", CLASSES, (64, 128))).eval()
     boxes = torch.tensor([[[10.0, 10.0, 30.0, 20.0], [11.0, 10.0, 31.0, 20.0], [50.0, 5.0, 60.0, 60.0]]])

@@ -130,6 +130,10 @@ class FCOSDetector(OneStageDetector):
         super().__init__(backbone, config)
         self.anchor_generator = AnchorGenerator(tuple((s,) for s in self.strides), ((1.0,),) * len(self.strides))
         self.head_module = FCOSHead(backbone.out_channels, 1, self.num_classes, num_convs=4)
+        # torchvision zeroes the distance regression's bias under its ReLU; trained from scratch with AdamW the ReLU
+        # dies (every distance 0, GIoU loss stuck at 1, AP 0). Each distance starts at one prior size instead (1.0:
+        # distances are in units of the level's prior, normalize_by_size); pretrained weights replace it.
+        nn.init.constant_(self.head_module.regression_head.bbox_reg.bias, 1.0)
         self.box_coder = det_utils.BoxLinearCoder(normalize_by_size=True)
         self.center_sampling_radius = 1.5
 
