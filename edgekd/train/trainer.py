@@ -39,7 +39,7 @@ from edgekd.train import distributed
 from edgekd.train.acceleration import autocast, channels_last, compile_backbone, grad_scaler, resolve_amp
 from edgekd.train.history import plot_history, write_metrics_csv
 from edgekd.train.objective import DetectionObjective, StepInfo
-from edgekd.train.schedule import warmup_cosine
+from edgekd.train.schedule import effective_warmup, warmup_cosine
 from edgekd.train.tensorboard import TensorBoardLog
 
 
@@ -203,7 +203,13 @@ class Trainer:
         trainable = [p for p in self.objective.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(trainable, lr=options.lr, weight_decay=options.weight_decay, foreach=True)
         self.iters_per_epoch = len(self.train_loader)
-        self.scheduler = warmup_cosine(self.optimizer, options.epochs * self.iters_per_epoch, options.warmup_iters)
+        total_iters = options.epochs * self.iters_per_epoch
+        self.scheduler = warmup_cosine(self.optimizer, total_iters, options.warmup_iters)
+        if effective_warmup(total_iters, options.warmup_iters) < options.warmup_iters:
+            self.console.print(
+                f"note: warm-up {options.warmup_iters} iterations capped at "
+                f"{effective_warmup(total_iters, options.warmup_iters)}, 30% of this run's {total_iters}"
+            )
         self.scaler = grad_scaler(self.amp)
         self.model = distributed.replicate(objective, objective.trainable_modules(), self.env, self.device)
         self.history: list[dict[str, float]] = []
