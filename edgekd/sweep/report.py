@@ -244,11 +244,13 @@ def render_front(result: SweepResult, path: Path) -> Figure:
     FigureCanvasAgg(figure)
     axes = figure.subplots()
     points = [r for r in result.rows if r.trained is not None and r.trained.score is not None]
-    for row in points:
+    for index, row in enumerate(sorted(points, key=lambda r: budget.value(r.record))):
         x, y = budget.value(row.record), row.trained.score
         marker = "*" if result.recommended is row else "o"
         axes.scatter([x], [y], marker=marker, s=160 if marker == "*" else 50, color="C1" if row.pareto else "C0")
-        axes.annotate(row.candidate.key, (x, y), textcoords="offset points", xytext=(5, 4), fontsize=8)
+        # labels alternate above and below their points, so neighbours on the latency axis do not overprint
+        offset = (5, 6) if index % 2 == 0 else (5, -12)
+        axes.annotate(row.candidate.key, (x, y), textcoords="offset points", xytext=offset, fontsize=8)
     front = sorted((budget.value(r.record), r.trained.score) for r in points if r.pareto)
     if front:
         axes.plot(*zip(*front), color="C1", linestyle="--", label="Pareto front")
