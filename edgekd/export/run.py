@@ -265,6 +265,16 @@ def _save_report(out_dir: Path, report: ParityReport) -> None:
     atomic_write_text(out_dir / "parity.md", report_markdown(report))
 
 
+def _failed_ap_lines(report: ParityReport) -> list[str]:
+    """One line per AP row that failed its tolerance: the differences against PyTorch and the tolerance."""
+    lines = []
+    for row in report.ap.rows if report.ap is not None else []:
+        if row.passed is False:
+            deltas = ", ".join(f"{key} {value:+.2f}" for key, value in row.delta.items())
+            lines.append(f"  {row.name}: {deltas} AP points (tolerance {row.tolerance:g})")
+    return lines
+
+
 def _failure_message(report: ParityReport, rejected: Path) -> str:
     raw = report.raw
     lines = [
@@ -274,11 +284,7 @@ def _failure_message(report: ParityReport, rejected: Path) -> str:
     ]
     if raw.valid:
         lines.append(f"  proposals without a counterpart: {raw.unmatched} of {raw.valid}")
-    for row in report.ap.rows if report.ap is not None else []:
-        if row.passed is False:
-            deltas = ", ".join(f"{key} {value:+.2f}" for key, value in row.delta.items())
-            lines.append(f"  {row.name}: {deltas} AP points (tolerance {row.tolerance})")
-    return "\n".join(lines)
+    return "\n".join(lines + _failed_ap_lines(report))
 
 
 def _ap_section(dataset: Dataset, detections: dict, options: ExportOptions, topk: int) -> ApSection:
@@ -462,11 +468,7 @@ def _fp16_failure_message(report: ParityReport, rejected: Path) -> str:
         f"  raw boxes max |diff| {fp16.raw.boxes_max:.3g} px (tolerance {fp16.box_tolerance:g}), scores max |diff| "
         f"{fp16.raw.scores_max:.3g} (tolerance {fp16.score_tolerance:g})",
     ]
-    for row in report.ap.rows if report.ap is not None else []:
-        if row.passed is False:
-            deltas = ", ".join(f"{key} {value:+.2f}" for key, value in row.delta.items())
-            lines.append(f"  {row.name}: {deltas} AP points (tolerance {row.tolerance})")
-    return "\n".join(lines)
+    return "\n".join(lines + _failed_ap_lines(report))
 
 
 def _with_nms(raw: object, meta: ExportMetadata, nms: str) -> object:
@@ -824,8 +826,4 @@ def _engine_failure_message(report: ParityReport, rejected: Path) -> str:
             f"  raw boxes max |diff| {engine.raw.boxes_max:.3g} px (tolerance {engine.box_tolerance:g}), scores "
             f"max |diff| {engine.raw.scores_max:.3g} (tolerance {engine.score_tolerance:g})"
         )
-    for row in report.ap.rows if report.ap is not None else []:
-        if row.passed is False:
-            deltas = ", ".join(f"{key} {value:+.2f}" for key, value in row.delta.items())
-            lines.append(f"  {row.name}: {deltas} AP points (tolerance {row.tolerance:g})")
-    return "\n".join(lines)
+    return "\n".join(lines + _failed_ap_lines(report))
