@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import math
 import multiprocessing
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -23,6 +24,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+import torch  # noqa: E402
 from rich.console import Console  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -72,9 +74,10 @@ def run_cells(
     runnable: Callable[[Cell], bool] = lambda cell: True,
     need_checkpoint: bool = False,
 ) -> list[dict | None]:
-    """Run cells in order, or `jobs` at a time in spawned processes (several small runs fill one GPU better).
-    A cell that is not `runnable` (its teacher is missing) or would start after `deadline` (time.monotonic()) is
-    not trained: its stored result is read, or it gets None."""
+    """Run cells in order, or `jobs` at a time in spawned processes (several small runs fill one GPU better; on a
+    CPU each process gets its share of the cores as torch threads, so the jobs do not oversubscribe them).
+    A cell that is not `runnable` (its teacher is missing) or would start after `deadline` (time.monotonic()) is not
+    trained: its stored result is read, or it gets None."""
     rows: list[dict | None] = [None] * len(cells)
     if jobs <= 1:
         for index, cell in enumerate(cells):
@@ -84,7 +87,9 @@ def run_cells(
             console.print(f"[bold]{cell.pair} / {cell.label} / seed {cell.seed}[/] ({cell.directory().name})")
             rows[index] = run_cell(cell, console, need_checkpoint)
         return rows
-    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    spawn = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(jobs, mp_context=spawn, initializer=torch.set_num_threads, initargs=(threads,)) as pool:
         pending = list(enumerate(cells))
         running: dict = {}
         while pending or running:
@@ -111,7 +116,9 @@ def main() -> None:
     parser.add_argument("--pairs", default="one-stage", help="comma list of: one-stage, two-stage, one-stage-gfl")
     parser.add_argument("--methods", default=",".join(DEFAULT_ROWS), help="comma list of: " + ", ".join(KNOWN_ROWS))
     parser.add_argument("--tag", default="", help="results go to kd_table_<preset>_<tag>.* (for ablation tables)")
-    parser.add_argument("--jobs", type=int, default=1, help="cells trained side by side (GPU)")
+    parser.add_argument(
+        "--jobs", type=int, default=1, help="cells trained side by side (GPU; on a CPU each gets cores/jobs threads)"
+    )
     parser.add_argument(
         "--available", action="store_true", help="train nothing: write the table from the cells already cached"
     )
