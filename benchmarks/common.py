@@ -9,6 +9,10 @@ import shlex
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 RESULTS = Path(__file__).resolve().parent / "results"
 CACHE = Path(__file__).resolve().parent / "cache"
@@ -49,3 +53,16 @@ def write_results(stem: str, payload: dict, markdown: str) -> tuple[Path, Path]:
         f"{markdown}\n\nRegenerate: `{payload['command']}` ({payload['machine']}, edgekd {payload['commit']})\n"
     )
     return json_path, md_path
+
+
+def write_figure_results(stem: str, payload: dict, lines: list[str], figure: Figure, caption: str) -> None:
+    """benchmarks/results/<stem>.png, .json and .md (the figure shown under the markdown), and the markdown printed."""
+    import matplotlib.pyplot as plt
+
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    figure.tight_layout()
+    figure.savefig(RESULTS / f"{stem}.png", dpi=100)
+    plt.close(figure)
+    lines = [*lines, "", f"![{caption}]({stem}.png)"]
+    write_results(stem, payload, "\n".join(lines))
+    print("\n".join(lines))

@@ -20,7 +20,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, write_results  # noqa: E402
+from common import write_figure_results  # noqa: E402
 from kd_cells import PRESETS, Cell, cached_result  # noqa: E402
 
 PLATEAU = 0.3
@@ -83,14 +83,8 @@ def main() -> None:
             lines.append(f"| {pair} | gap | teacher - no KD | | | | | {gap:+.2f} ({verdict}) |")
         axis.set(title=f"{pair} ({args.preset})", xlabel="epoch", ylabel="val COCO AP (%)")
         axis.legend(fontsize=8)
-    figure.tight_layout()
     stem = f"convergence_{args.preset}"
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    figure.savefig(RESULTS / f"{stem}.png", dpi=100)
-    plt.close(figure)
-    lines += ["", f"![learning curves]({stem}.png)"]
-    write_results(stem, payload, "\n".join(lines))
-    print("\n".join(lines))
+    write_figure_results(stem, payload, lines, figure, "learning curves")
 
 
 if __name__ == "__main__":

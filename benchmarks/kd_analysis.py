@@ -25,7 +25,7 @@ import numpy as np  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, write_results  # noqa: E402
+from common import write_figure_results  # noqa: E402
 from convergence import last_quarter_gain  # noqa: E402
 from kd_cells import DEFAULT_ROWS, KNOWN_ROWS, PRESETS, Cell, cached_result, preset_summary, row_recipe  # noqa: E402
 
@@ -178,14 +178,8 @@ def main() -> None:
             axis.xaxis.set_major_locator(MaxNLocator(integer=True))
             if axis.lines:
                 axis.legend(fontsize=8)
-    figure.tight_layout()
     stem = f"kd_analysis_{args.preset}" + (f"_{args.tag}" if args.tag else "")
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    figure.savefig(RESULTS / f"{stem}.png", dpi=100)
-    plt.close(figure)
-    lines += ["", f"![learning curves and KD share]({stem}.png)"]
-    write_results(stem, payload, "\n".join(lines))
-    print("\n".join(lines))
+    write_figure_results(stem, payload, lines, figure, "learning curves and KD share")
 
 
 if __name__ == "__main__":

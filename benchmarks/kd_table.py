@@ -28,7 +28,7 @@ import torch  # noqa: E402
 from rich.console import Console  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, write_results  # noqa: E402
+from common import write_figure_results  # noqa: E402
 from kd_cells import (  # noqa: E402
     DEFAULT_ROWS,
     KNOWN_ROWS,
@@ -288,14 +288,8 @@ def write_tables(args: argparse.Namespace, tables: dict) -> None:
     axis.axhline(0, color="black", linewidth=0.8)
     axis.set(ylabel="COCO AP gain over no-KD student", title="KD gain per method (error bar: std over seeds)")
     axis.legend()
-    figure.tight_layout()
-    RESULTS.mkdir(parents=True, exist_ok=True)
     stem = f"kd_table_{args.preset}" + (f"_{args.tag}" if args.tag else "")
-    figure.savefig(RESULTS / f"{stem}.png", dpi=100)
-    plt.close(figure)
-    lines += ["", f"![gain per method]({stem}.png)"]
-    write_results(stem, payload, "\n".join(lines))
-    print("\n".join(lines))
+    write_figure_results(stem, payload, lines, figure, "gain per method")
 
 
 if __name__ == "__main__":
