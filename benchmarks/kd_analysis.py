@@ -102,7 +102,7 @@ def analyse_pair(preset: str, pair: str, methods: list[str], seeds: int) -> tupl
         found, note = usable(results, f"{pair} / {method}")
         notes += [note] if note else []
         if found:
-            recipe = row_recipe(method, pair)
+            recipe = row_recipe(method, pair, preset)
             rows.append(analyse(method, found, [f"loss_{name}" for name in recipe.losses] if recipe else []))
     return rows, notes
 

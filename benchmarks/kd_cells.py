@@ -117,7 +117,20 @@ PRESETS = {
     ),
 }  # fmt: skip
 
-ROWS: dict[str, Path | dict[str, Path] | None] = {  # row name -> its recipe, or one per pair; None: no KD
+
+@dataclass(frozen=True)
+class ValChoice:
+    """A row whose recipe is chosen on the validation split: the losses of the `top` SINGLE_ROWS with the best mean
+    best-epoch validation AP over CHOICE_SEEDS seeds, merged (each with its own recipe's options)."""
+
+    top: int
+
+
+SINGLE_ROWS = ("fgfi", "ssim", "gkd+bmfi", "global", "fitnet", "logits")
+CHOICE_SEEDS = 3  # seeds each single row needs stored before a ValChoice row can be trained
+COMBINED_ON_VAL = ValChoice(3)  # `combined` on presets with a held-out test split
+
+ROWS: dict[str, Path | dict[str, Path] | ValChoice | None] = {  # row name -> its recipe(s); None: no KD
     "no KD": None,
     "fgfi": RECIPES / "fgfi.yaml",
     "ssim": RECIPES / "ssim.yaml",
@@ -125,7 +138,8 @@ ROWS: dict[str, Path | dict[str, Path] | None] = {  # row name -> its recipe, or
     "global": RECIPES / "global.yaml",
     "fitnet": RECIPES / "fitnet.yaml",
     "logits": RECIPES / "logits.yaml",
-    "combined": {  # each pair's best single methods on the CPU preset together
+    "best single": ValChoice(1),
+    "combined": {  # each pair's best single methods on the CPU preset (presets with a test split: COMBINED_ON_VAL)
         "one-stage": RECIPES / "combined.yaml",  # fgfi + ssim + logits
         "two-stage": RECIPES / "fasterrcnn_combined.yaml",  # global + gkd + bmfi
         "one-stage-gfl": RECIPES / "combined.yaml",  # the one-stage combination
@@ -140,19 +154,54 @@ INHERIT = " (inherit)"  # any KD row + this suffix: the same recipe with the stu
 KNOWN_ROWS = [*ROWS, *(f"{name}{INHERIT}" for name, recipe in ROWS.items() if recipe and name != "inherit only")]
 
 
-def recipe_path(method: str, pair: str) -> Path | None:
-    """The recipe file of a table row of a pair (an inheriting row: its base row's), None for no KD."""
-    recipe = ROWS[method.removesuffix(INHERIT)]
-    return recipe[pair] if isinstance(recipe, dict) else recipe
+def row_choice(method: str, pair: str, preset_name: str) -> Path | ValChoice | None:
+    """What decides a row's recipe on a preset (an inheriting row: its base row's): a recipe file, a choice on the
+    validation split, or None for no KD."""
+    row = ROWS[method.removesuffix(INHERIT)]
+    if isinstance(row, dict):
+        return COMBINED_ON_VAL if PRESETS[preset_name].n_test else row[pair]
+    return row
 
 
-def row_recipe(method: str, pair: str) -> Recipe | None:
-    """The recipe a row trains with, inheriting when the row name ends in INHERIT; None for no KD."""
-    path = recipe_path(method, pair)
-    if path is None:
+def val_ranking(preset_name: str, pair: str) -> list[tuple[str, float]] | None:
+    """SINGLE_ROWS of a pair by mean best-epoch validation AP over CHOICE_SEEDS seeds, best first; None until every
+    one of them has its seeds stored."""
+    ranking = []
+    for method in SINGLE_ROWS:
+        rows = [cached_result(Cell(preset_name, pair, "student", method, seed)) for seed in range(CHOICE_SEEDS)]
+        if any(row is None or not row.get("ap_per_epoch") for row in rows):
+            return None
+        ranking.append((method, sum(max(row["ap_per_epoch"]) for row in rows) / len(rows)))
+    return sorted(ranking, key=lambda entry: -entry[1])
+
+
+def chosen_rows(choice: ValChoice, pair: str, preset_name: str) -> list[str] | None:
+    """The single rows a ValChoice merges on a preset, or None while the validation ranking is incomplete."""
+    ranking = val_ranking(preset_name, pair)
+    return None if ranking is None else [method for method, _ in ranking[: choice.top]]
+
+
+def row_recipe(method: str, pair: str, preset_name: str) -> Recipe | None:
+    """The recipe a row trains with, inheriting when the row name ends in INHERIT; None for no KD. Raises
+    ChoiceNotReady for a row chosen on the validation split whose single rows are not all stored yet."""
+    choice = row_choice(method, pair, preset_name)
+    if choice is None:
         return None
-    recipe = load_recipe(path)
+    if isinstance(choice, ValChoice):
+        names = chosen_rows(choice, pair, preset_name)
+        if names is None:
+            raise ChoiceNotReady(f"{method}: chosen on validation AP once {', '.join(SINGLE_ROWS)} have "
+                                 f"{CHOICE_SEEDS} seeds each")  # fmt: skip
+        recipes = [row_recipe(name, pair, preset_name) for name in names]
+        losses = {name: options for recipe in recipes for name, options in recipe.losses.items()}
+        recipe = replace(recipes[0], path=" + ".join(names), name=method.removesuffix(INHERIT), losses=losses)
+    else:
+        recipe = load_recipe(choice)
     return replace(recipe, inherit=True) if method.endswith(INHERIT) else recipe
+
+
+class ChoiceNotReady(Exception):
+    """A row chosen on the validation split cannot be built yet: the single rows it is chosen from are missing."""
 
 
 @dataclass(frozen=True)
@@ -211,7 +260,15 @@ class Cell:
 
     def recipe(self) -> Recipe | None:
         """The KD recipe of a student cell; None for a teacher or the student without KD."""
-        return row_recipe(str(self.method), self.pair) if self.role == "student" else None
+        return row_recipe(str(self.method), self.pair, self.preset_name) if self.role == "student" else None
+
+    def ready(self) -> bool:
+        """False for a row chosen on the validation split before the rows it is chosen from are stored."""
+        try:
+            self.recipe()
+        except ChoiceNotReady:
+            return False
+        return True
 
     @property
     def label(self) -> str:
@@ -268,6 +325,8 @@ CELL_RESULTS = RESULTS / "cells"
 
 def cached_result(cell: Cell, run_dir: Path | None = None) -> dict | None:
     """The stored evaluation of a finished cell (whose directory is `run_dir`, if known), or None."""
+    if run_dir is None and not cell.ready():
+        return None
     result_file = CELL_RESULTS / f"{(run_dir or cell.directory()).name}.json"
     return json.loads(result_file.read_text()) if result_file.is_file() else None
 

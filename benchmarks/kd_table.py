@@ -30,16 +30,20 @@ from rich.console import Console  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import write_figure_results  # noqa: E402
 from kd_cells import (  # noqa: E402
+    CHOICE_SEEDS,
     DEFAULT_ROWS,
     KNOWN_ROWS,
     PRESETS,
     RECIPES,
+    SINGLE_ROWS,
     Cell,
+    ValChoice,
     cached_result,
     ensure_data,
     preset_summary,
-    recipe_path,
+    row_choice,
     run_cell,
+    val_ranking,
 )
 
 from edgekd.distill.recipe import load_recipe  # noqa: E402
@@ -159,8 +163,18 @@ def main() -> None:
         )  # fmt: skip: teachers first, only those whose students are still to run (their checkpoint is needed)
         teacher_rows = [cached_result(t) for t in teachers]
         student_rows = run_cells(
-            students, args.jobs, console, deadline, runnable=lambda c: (c.teacher().directory() / "best.pt").is_file()
+            students,
+            args.jobs,
+            console,
+            deadline,
+            runnable=lambda c: (c.teacher().directory() / "best.pt").is_file() and c.ready(),
         )
+        waiting = sorted({c.method for c in students if not c.ready()})
+        if waiting:
+            console.print(
+                f"not trained yet: {', '.join(waiting)} (chosen on validation AP once {', '.join(SINGLE_ROWS)} have "
+                f"{CHOICE_SEEDS} seeds each; run again)"
+            )
     tables = {}
     for pair, teacher_row in zip(pairs, teacher_rows):
         rows: dict[str, list[dict]] = {}
@@ -172,6 +186,24 @@ def main() -> None:
     if not tables:
         parser.error("no cached cells of this preset and these pairs yet: run without --available first")
     write_tables(args, tables)
+
+
+def row_sources(methods: list[str], pair: str, preset_name: str) -> list[str]:
+    """Where the recipes of the rows chosen rather than fixed come from: a combination file, or the validation
+    ranking of the single rows."""
+    lines = []
+    for method in methods:
+        choice = row_choice(method, pair, preset_name)
+        if isinstance(choice, ValChoice):
+            ranking = val_ranking(preset_name, pair) or []
+            chosen = " + ".join(name for name, _ in ranking[: choice.top])
+            order = ", ".join(f"{name} {ap:.2f}" for name, ap in ranking)
+            lines += ["", f"{method}: {chosen}, chosen on validation AP (single rows, mean of {CHOICE_SEEDS} seeds' "
+                      f"best epoch: {order})."]  # fmt: skip
+        elif method.startswith("combined") and choice is not None:
+            losses = " + ".join(load_recipe(choice).losses)
+            lines += ["", f"{method}: {choice.relative_to(RECIPES.parent)} ({losses})."]
+    return lines
 
 
 def summarize_pair(table: dict) -> list[dict]:
@@ -278,9 +310,7 @@ def write_tables(args: argparse.Namespace, tables: dict) -> None:
             lines.append("| " + " | ".join(cells) + " |")
         lines += difficulty_table(summary)
         lines += teacher_at_student_budget(teacher, preset.student_epochs)
-        for method in [m for m in table["rows"] if m.startswith("combined")]:
-            recipe = recipe_path(method, pair)
-            lines += ["", f"{method}: {recipe.relative_to(RECIPES.parent)} ({' + '.join(load_recipe(recipe).losses)})."]
+        lines += row_sources(list(table["rows"]), pair, args.preset)
         kd_rows = [r for r in summary if r["method"] != "no KD"]
         positions = np.arange(len(kd_rows)) + 0.35 * offset
         axis.bar(positions, [r["gain"] for r in kd_rows], 0.35, yerr=[r["AP"][1] for r in kd_rows], label=pair)

@@ -104,6 +104,30 @@ def test_combined_rows_are_each_pairs_own_combination():
     assert inheriting["losses"] == two_stage and inheriting["inherit"] is True
 
 
+def test_rows_chosen_on_validation_wait_for_the_single_rows_then_merge_the_best(tmp_path, monkeypatch):
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import kd_cells
+    from kd_cells import Cell
+
+    from edgekd.distill.recipe import load_recipe
+
+    monkeypatch.setattr(kd_cells, "CELL_RESULTS", tmp_path)
+    combined = Cell("smoke", "one-stage", "student", "combined")
+    best = Cell("smoke", "one-stage", "student", "best single (inherit)")
+    best_val = {"fgfi": 3.0, "ssim": 4.0, "gkd+bmfi": 1.0, "global": 5.0, "fitnet": 2.0, "logits": 1.5}
+    for method, peak in best_val.items():  # seed s of a row peaks at peak + s - 1: the seeds' mean is `peak`
+        for seed in range(3):
+            assert not combined.ready() and kd_cells.cached_result(combined) is None
+            cell = Cell("smoke", "one-stage", "student", method, seed)
+            curve = [0.5, peak + seed - 1, 0.2]
+            (tmp_path / f"{cell.directory().name}.json").write_text(json.dumps({"ap_per_epoch": curve}))
+    assert combined.ready()
+    recipes = [load_recipe(REPO / "recipes" / name) for name in ("global.yaml", "ssim.yaml", "fgfi.yaml")]
+    assert combined.config()["losses"] == {k: v for r in recipes for k, v in r.losses.items()}
+    assert best.config() == {**Cell("smoke", "one-stage", "student", "global").config(), "inherit": True}
+    assert Cell("cpu", "one-stage", "student", "combined").config()["losses"].keys() == {"fgfi", "ssim", "logits"}
+
+
 def test_a_gain_is_separated_only_beyond_both_seed_spreads():
     sys.path.insert(0, str(REPO / "benchmarks"))
     from kd_table import separated
