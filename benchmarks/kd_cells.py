@@ -98,10 +98,15 @@ PRESETS = {
         LITE_PAIRS, n_test=200,
     ),
     # Sizing runs for cpu-conv (issue: KD at convergence): how long teacher and student take to plateau, and the gap
-    # they keep, with half or all of cpu-conv's training images on a doubled schedule. Scenes of generator seed 1:
-    # none is an image of the cpu preset, on whose validation split the combined recipes were chosen.
+    # they keep, with half or all of cpu-conv's training images on a doubled (120 images: also a 6.7x) schedule.
+    # Scenes of generator seed 1: none is an image of the cpu preset, on whose validation split the combined recipes
+    # were chosen.
     "sizing-120": Preset(
         (1242, 375), (128, 416), 120, 100, True, 48, 48, 8, 3e-3, (50, 50), "cpu",
+        {**LITE_PAIRS, **WIDE_TEACHER_PAIRS}, n_test=200, data_seed=1,
+    ),
+    "sizing-120-long": Preset(
+        (1242, 375), (128, 416), 120, 100, True, 160, 160, 8, 3e-3, (50, 50), "cpu",
         {**LITE_PAIRS, **WIDE_TEACHER_PAIRS}, n_test=200, data_seed=1,
     ),
     "sizing-240": Preset(
