@@ -141,7 +141,7 @@ def main() -> None:
         preset_summary(args.preset),
         "",
         "Per method, from the stored cells: validation COCO AP per epoch (mean over the seeds found; 'final val AP' "
-        "is its last epoch, 'last-quarter gain' the best AP of its last quarter of epochs minus the best before); "
+        "is its last epoch, 'last-quarter gain' the rise of its least-squares trend over the last quarter of epochs); "
         "KD share = the weighted KD loss terms' sum over the total training loss, per epoch, in percent (mean over "
         "the seeds whose cells logged their losses; '-' for no KD, the teacher and cells without logged losses).",
     ]

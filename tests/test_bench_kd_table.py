@@ -164,6 +164,9 @@ def test_last_quarter_gain_reads_the_end_of_the_curve():
     sys.path.insert(0, str(REPO / "benchmarks"))
     from convergence import last_quarter_gain
 
-    assert last_quarter_gain([1.0, 2.0, 3.0, 3.1, 3.2, 3.0, 3.3, 3.25]) == pytest.approx(0.1)  # 3.3 - 3.2
-    assert last_quarter_gain([1.0, 5.0, 2.0, 4.0]) == pytest.approx(-1.0)  # best before the last epoch was 5.0
+    # last quarter = 2 epochs; the line through 3.0, 3.3, 3.25 has slope (3.25 - 3.0) / 2, rising 0.25 over 2 epochs
+    assert last_quarter_gain([1.0, 2.0, 3.0, 3.1, 3.2, 3.0, 3.3, 3.25]) == pytest.approx(0.25)
+    assert last_quarter_gain([1.0, 5.0, 2.0, 4.0]) == pytest.approx(2.0)  # last quarter = the last epoch: 4.0 - 2.0
+    noisy_plateau = [10.0 + (0.8 if i % 2 else -0.8) for i in range(40)]  # best-of would read +1.6 on any jitter
+    assert abs(last_quarter_gain(noisy_plateau)) < 0.3
     assert last_quarter_gain([2.0]) == 0.0

@@ -46,7 +46,7 @@ def test_a_row_averages_its_seeds_curves_and_the_shares_of_those_that_logged_los
     }
     row = analyse("fgfi", results, ["loss_fgfi"])
     assert row.seeds == [0, 1, 2] and row.ap_curve == pytest.approx([2.0, 4.0]) and row.final_ap == pytest.approx(4.0)
-    assert row.last_quarter_gain == pytest.approx(2.0)  # last epoch 4.0 over the best before it, 2.0
+    assert row.last_quarter_gain == pytest.approx(2.0)  # the line through the last two epochs: 4.0 - 2.0
     assert row.share_seeds == [0, 1]
     assert row.kd_share == pytest.approx([17.5, 15.0])  # seed 0: 25 %, 10 %; seed 1: 10 %, 20 %
     no_kd = analyse("no KD", {0: results[0]}, [])
