@@ -63,7 +63,8 @@ def test_fcos_distances_start_at_one_prior_per_side():
         features = detector.features(detector.preprocess(torch.rand(1, 3, 64, 128) * 255))
         distances = detector.head(features)["bbox_regression"][0]
     assert float(distances.min()) > 0.5 and float(distances.max()) < 1.5
-    boxes, _ = detector.decode(detector.head(features), features)
+    with torch.no_grad():
+        boxes, _ = detector.decode(detector.head(features), features)
     level = features[0].shape[2] * features[0].shape[3]  # stride-8 cells come first
     widths = boxes[0, :level, 2] - boxes[0, :level, 0]
     inner = widths[(boxes[0, :level, 0] > 0) & (boxes[0, :level, 2] < 128)]  # boxes not clipped at the border
