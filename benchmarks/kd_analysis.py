@@ -27,7 +27,7 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import write_figure_results  # noqa: E402
 from convergence import last_quarter_gain  # noqa: E402
-from kd_cells import DEFAULT_ROWS, KNOWN_ROWS, PRESETS, Cell, cached_result, preset_summary, row_recipe  # noqa: E402
+from kd_cells import DEFAULT_ROWS, KNOWN_ROWS, PRESETS, Cell, cached_result, parse_rows, preset_summary, row_recipe  # noqa: E402
 
 
 def kd_share(losses: dict[str, list[float]], kd_terms: list[str]) -> list[float]:
@@ -122,14 +122,7 @@ def main() -> None:
     parser.add_argument("--tag", default="", help="results go to kd_analysis_<preset>_<tag>.*")
     args = parser.parse_args()
     preset = PRESETS[args.preset]
-    pairs = [p.strip() for p in args.pairs.split(",")]
-    methods = [m.strip() for m in args.methods.split(",")]
-    for name in pairs:
-        if name not in preset.pairs:
-            parser.error(f"--pairs: the {args.preset} preset has no pair '{name}' (it has {', '.join(preset.pairs)})")
-    for name in methods:
-        if name not in KNOWN_ROWS:
-            parser.error(f"--methods: unknown method '{name}' (known: {', '.join(KNOWN_ROWS)})")
+    pairs, methods = parse_rows(parser, args.preset, args.pairs, args.methods)
     analyses = {pair: analyse_pair(args.preset, pair, methods, args.seeds) for pair in pairs}
     if not any(rows for rows, _ in analyses.values()):
         parser.error(f"no stored cells of the {args.preset} preset for these pairs and methods")

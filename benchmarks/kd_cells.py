@@ -10,6 +10,7 @@ several sessions or machines (`kd_table.py --available` writes it from the store
 
 from __future__ import annotations
 
+import argparse
 import csv
 import hashlib
 import json
@@ -156,6 +157,20 @@ ROWS: dict[str, Path | dict[str, Path] | ValChoice | None] = {  # row name -> it
 DEFAULT_ROWS = ("no KD", "fgfi", "ssim", "gkd+bmfi", "global", "fitnet", "logits", "combined")
 INHERIT = " (inherit)"  # any KD row + this suffix: the same recipe with the student's neck and head from the teacher
 KNOWN_ROWS = [*ROWS, *(f"{name}{INHERIT}" for name, recipe in ROWS.items() if recipe and name != "inherit only")]
+
+
+def parse_rows(parser: argparse.ArgumentParser, preset_name: str, pairs: str, methods: str) -> tuple[list, list]:
+    """The --pairs and --methods comma lists of a table script, each name checked (parser.error names the culprit)."""
+    preset = PRESETS[preset_name]
+    pair_names = [p.strip() for p in pairs.split(",")]
+    method_names = [m.strip() for m in methods.split(",")]
+    for name in pair_names:
+        if name not in preset.pairs:
+            parser.error(f"--pairs: the {preset_name} preset has no pair '{name}' (it has {', '.join(preset.pairs)})")
+    for name in method_names:
+        if name not in KNOWN_ROWS:
+            parser.error(f"--methods: unknown method '{name}' (known: {', '.join(KNOWN_ROWS)})")
+    return pair_names, method_names
 
 
 def row_choice(method: str, pair: str, preset_name: str) -> Path | ValChoice | None:
@@ -329,9 +344,11 @@ CELL_RESULTS = RESULTS / "cells"
 
 def cached_result(cell: Cell, run_dir: Path | None = None) -> dict | None:
     """The stored evaluation of a finished cell (whose directory is `run_dir`, if known), or None."""
-    if run_dir is None and not cell.ready():
+    try:
+        run_dir = run_dir or cell.directory()
+    except ChoiceNotReady:
         return None
-    result_file = CELL_RESULTS / f"{(run_dir or cell.directory()).name}.json"
+    result_file = CELL_RESULTS / f"{run_dir.name}.json"
     return json.loads(result_file.read_text()) if result_file.is_file() else None
 
 

@@ -40,6 +40,7 @@ from kd_cells import (  # noqa: E402
     ValChoice,
     cached_result,
     ensure_data,
+    parse_rows,
     preset_summary,
     row_choice,
     run_cell,
@@ -135,15 +136,8 @@ def main() -> None:
     )
     args = parser.parse_args()
     deadline = time.monotonic() + 60 * args.budget_minutes
-    preset, console = PRESETS[args.preset], Console()
-    pairs = [p.strip() for p in args.pairs.split(",")]
-    methods = [m.strip() for m in args.methods.split(",")]
-    for name in pairs:
-        if name not in preset.pairs:
-            parser.error(f"--pairs: the {args.preset} preset has no pair '{name}' (it has {', '.join(preset.pairs)})")
-    for name in methods:
-        if name not in KNOWN_ROWS:
-            parser.error(f"--methods: unknown method '{name}' (known: {', '.join(KNOWN_ROWS)})")
+    console = Console()
+    pairs, methods = parse_rows(parser, args.preset, args.pairs, args.methods)
     teachers = [Cell(args.preset, pair, "teacher") for pair in pairs]
     students = [
         Cell(args.preset, pair, "student", method, seed) for pair in pairs for method in methods
