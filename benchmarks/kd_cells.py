@@ -92,6 +92,17 @@ PRESETS = {
         {"one-stage": ("retinanet_resnet50", "retinanet_mobilenet_v3"),
          "two-stage": ("fasterrcnn_resnet50", "fasterrcnn_mobilenet_v3")},
     ),
+    # One GPU, students trained to convergence (issue: KD at convergence): the gpu preset's input and ResNet-50
+    # teachers, a held-out test split of scenes of generator seed 1, and one long schedule for teacher and students
+    # (2,250 iterations: the CPU sizing runs plateaued after about 1,800). benchmarks/gpu_campaign.sh trains the
+    # teachers and no-KD students first, so the first GPU run measures whether this schedule has converged.
+    "gpu-conv": Preset(
+        (1242, 375), (192, 640), 1000, 300, False, 36, 36, 16, 2e-3, (200, 200), "cuda",
+        {"one-stage": ("retinanet_resnet50", "retinanet_mobilenet_v3"),
+         "two-stage": ("fasterrcnn_resnet50", "fasterrcnn_mobilenet_v3"),
+         "one-stage-gfl": ("gfl_resnet50", "gfl_mobilenet_v3")},
+        n_test=500, data_seed=1,
+    ),
     # 2-core CPU, students trained to convergence (issue: KD at convergence): the cpu preset's scenes and input,
     # half its training images, a held-out test split, and the same long schedule for teacher and students.
     "cpu-conv": Preset(

@@ -14,8 +14,7 @@ import multiprocessing
 import os
 import sys
 import time
-from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, wait
 from dataclasses import asdict
 from pathlib import Path
 
@@ -71,47 +70,66 @@ def separated(runs: list[float], baseline: list[float]) -> bool:
 DIFFICULTIES = ("easy", "moderate", "hard")
 
 
-def run_cells(
-    cells: list[Cell],
-    jobs: int,
-    console: Console,
-    deadline: float = math.inf,
-    runnable: Callable[[Cell], bool] = lambda cell: True,
-    need_checkpoint: bool = False,
-) -> list[dict | None]:
-    """Run cells in order, or `jobs` at a time in spawned processes (several small runs fill one GPU better; on a
-    CPU each process gets its share of the cores as torch threads, so the jobs do not oversubscribe them).
-    A cell that is not `runnable` (its teacher is missing) or would start after `deadline` (time.monotonic()) is not
-    trained: its stored result is read, or it gets None."""
+class InlineExecutor(Executor):
+    """Runs each submitted call at once, in this process (one job: the run's progress stays on this console)."""
+
+    def submit(self, fn, /, *args, **kwargs) -> Future:
+        future: Future = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except Exception as error:  # re-raised by future.result(), as a process pool would
+            future.set_exception(error)
+        return future
+
+
+def can_start(cell: Cell, unfinished: set[Cell]) -> bool:
+    """Whether a cell can be trained now: a KD student once its teacher is finished (not still to run or running
+    here, and its checkpoint on this machine), a row chosen on validation once its single rows are stored; a
+    teacher or a student without KD at once."""
+    if cell.role == "teacher":
+        return True
+    if not cell.ready():
+        return False
+    teacher = cell.teacher()
+    return cell.recipe() is None or (teacher not in unfinished and (teacher.directory() / "best.pt").is_file())
+
+
+def run_cells(cells: list[Cell], jobs: int, console: Console, deadline: float = math.inf) -> list[dict | None]:
+    """Train cells `jobs` at a time (spawned processes; several small runs fill one GPU better, and on a CPU each
+    process gets its share of the cores as torch threads; one job runs in this process). A free slot takes the
+    first cell in `cells` order that can start (`can_start`), so students without KD train beside their teacher
+    and a row chosen on validation starts as soon as its single rows are stored. A cell that could not start
+    before `deadline` (time.monotonic()) gets its stored result, or None. A teacher whose checkpoint is not on this
+    machine trains again (pass only the teachers whose students are still to run)."""
     rows: list[dict | None] = [None] * len(cells)
-    if jobs <= 1:
-        for index, cell in enumerate(cells):
-            if time.monotonic() >= deadline or not runnable(cell):
-                rows[index] = cached_result(cell)
-                continue
-            console.print(f"[bold]{cell.pair} / {cell.label} / seed {cell.seed}[/] ({cell.directory().name})")
-            rows[index] = run_cell(cell, console, need_checkpoint)
-        return rows
-    threads = max(1, (os.cpu_count() or 1) // jobs)
-    spawn = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(jobs, mp_context=spawn, initializer=torch.set_num_threads, initargs=(threads,)) as pool:
-        pending = list(enumerate(cells))
-        running: dict = {}
+    pending = list(range(len(cells)))
+    running: dict = {}
+    if jobs > 1:
+        threads = max(1, (os.cpu_count() or 1) // jobs)
+        spawn = multiprocessing.get_context("spawn")
+        pool: Executor = ProcessPoolExecutor(jobs, spawn, initializer=torch.set_num_threads, initargs=(threads,))
+    else:
+        pool = InlineExecutor()
+    with pool:
         while pending or running:
-            while pending and len(running) < jobs:
-                index, cell = pending.pop(0)
-                if time.monotonic() >= deadline or not runnable(cell):
-                    rows[index] = cached_result(cell)
-                else:
-                    running[pool.submit(run_cell, cell, None, need_checkpoint)] = index
-            if not running:
-                continue
+            unfinished = {cells[index] for index in [*pending, *running.values()]}
+            startable = [i for i in pending if time.monotonic() < deadline and can_start(cells[i], unfinished)]
+            for index in startable[: jobs - len(running)]:
+                pending.remove(index)
+                cell = cells[index]
+                console.print(f"[bold]{cell.pair} / {cell.label} / seed {cell.seed}[/] ({cell.directory().name})")
+                progress = console if jobs <= 1 else None  # a spawned process prints nothing
+                running[pool.submit(run_cell, cell, progress, cell.role == "teacher")] = index
+            if not running:  # nothing can start any more: the rest keep what is stored
+                for index in pending:
+                    rows[index] = cached_result(cells[index])
+                break
             done, _ = wait(running, return_when=FIRST_COMPLETED)
             for future in done:
                 index = running.pop(future)
                 rows[index], cell = future.result(), cells[index]
                 console.print(f"done {cell.pair} / {cell.label} / seed {cell.seed}: AP {rows[index]['AP']:.2f}")
-        return rows
+    return rows
 
 
 def main() -> None:
@@ -147,22 +165,13 @@ def main() -> None:
         teacher_rows, student_rows = [cached_result(c) for c in teachers], [cached_result(c) for c in students]
     else:
         ensure_data(args.preset, console)
-        missing = {cell.pair for cell in students if cached_result(cell) is None}
-        run_cells(
-            [t for t in teachers if t.pair in missing],
-            min(args.jobs, len(missing)),
-            console,
-            deadline,
-            need_checkpoint=True,
-        )  # fmt: skip: teachers first, only those whose students are still to run (their checkpoint is needed)
+        # Teachers first, and only those with KD students still to run (their checkpoint is needed here).
+        missing = {
+            c.pair for c in students if cached_result(c) is None and row_choice(str(c.method), c.pair, args.preset)
+        }
+        cells = [t for t in teachers if t.pair in missing] + students
+        student_rows = run_cells(cells, args.jobs, console, deadline)[len(cells) - len(students) :]
         teacher_rows = [cached_result(t) for t in teachers]
-        student_rows = run_cells(
-            students,
-            args.jobs,
-            console,
-            deadline,
-            runnable=lambda c: (c.teacher().directory() / "best.pt").is_file() and c.ready(),
-        )
         waiting = sorted({c.method for c in students if not c.ready()})
         if waiting:
             console.print(

@@ -170,3 +170,59 @@ def test_last_quarter_gain_reads_the_end_of_the_curve():
     noisy_plateau = [10.0 + (0.8 if i % 2 else -0.8) for i in range(40)]  # best-of would read +1.6 on any jitter
     assert abs(last_quarter_gain(noisy_plateau)) < 0.3
     assert last_quarter_gain([2.0]) == 0.0
+
+
+def test_cells_start_once_what_they_need_is_finished(tmp_path, monkeypatch):
+    """Students without KD start beside their teacher, KD students once it has finished, and a row chosen on
+    validation as soon as the last single row it is chosen from is stored, all in one run."""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import kd_cells
+    import kd_table
+    from kd_cells import SINGLE_ROWS, Cell
+    from rich.console import Console
+
+    monkeypatch.setattr(kd_cells, "CACHE", tmp_path / "cache")
+    monkeypatch.setattr(kd_cells, "CELL_RESULTS", tmp_path / "results")
+    (tmp_path / "results").mkdir()
+    calls = []
+
+    def fake_run(cell, console, need_checkpoint):  # stores what a finished cell leaves behind
+        calls.append((cell.label, cell.seed, need_checkpoint))
+        cell.directory().mkdir(parents=True)
+        (cell.directory() / "best.pt").touch()
+        row = {"AP": 1.0, "ap_per_epoch": [1.0]}
+        (tmp_path / "results" / f"{cell.directory().name}.json").write_text(json.dumps(row))
+        return row
+
+    monkeypatch.setattr(kd_table, "run_cell", fake_run)
+    monkeypatch.setattr(kd_table, "ProcessPoolExecutor", lambda *args, **kwargs: kd_table.InlineExecutor())
+    for method in SINGLE_ROWS:  # every single row stored but one seed of fitnet
+        for seed in range(3):
+            if (method, seed) != ("fitnet", 2):
+                fake_run(Cell("smoke", "one-stage", "student", method, seed), None, False)
+    calls.clear()
+    cells = [
+        Cell("smoke", "one-stage", "teacher"),
+        Cell("smoke", "one-stage", "student", "combined"),
+        Cell("smoke", "one-stage", "student", "fitnet", 2),
+        Cell("smoke", "one-stage", "student", "no KD"),
+    ]
+    rows = kd_table.run_cells(cells, 2, Console(quiet=True))
+    assert calls == [("teacher", 0, True), ("no KD", 0, False), ("fitnet", 2, False), ("combined", 0, False)]
+    assert all(row == {"AP": 1.0, "ap_per_epoch": [1.0]} for row in rows)
+
+    calls.clear()
+    later = [Cell("smoke", "one-stage", "student", "ssim", 3)]
+    assert kd_table.run_cells(later, 2, Console(quiet=True), deadline=0.0) == [None]  # past the deadline: not run
+    assert calls == []
+
+
+def test_every_preset_pairs_models_of_the_zoo():
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from kd_cells import PRESETS
+
+    from edgekd.models.zoo import ZOO
+
+    for name, preset in PRESETS.items():
+        for pair, models in preset.pairs.items():
+            assert set(models) <= set(ZOO), (name, pair, models)
