@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
@@ -226,3 +227,18 @@ def test_every_preset_pairs_models_of_the_zoo():
     for name, preset in PRESETS.items():
         for pair, models in preset.pairs.items():
             assert set(models) <= set(ZOO), (name, pair, models)
+
+
+def test_gap_closed_only_where_the_teacher_leads_beyond_the_no_kd_seed_spread():
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from kd_table import summarize_pair
+
+    def run(ap: float) -> dict:
+        return {"AP": ap, "AP50": 0.0, "kitti_moderate_per_class": {}, "epoch_seconds": 1.0}
+
+    rows = {"no KD": [run(25.0), run(25.2), run(25.4)], "global": [run(26.0), run(26.2), run(26.4)]}
+    level = {row["method"]: row for row in summarize_pair({"teacher": run(25.5), "rows": rows})}
+    assert level["global"]["gain"] == pytest.approx(1.0)
+    assert np.isnan(level["global"]["gap_closed"])  # teacher leads by 0.3, inside the 0.4 spread of no KD
+    ahead = {row["method"]: row for row in summarize_pair({"teacher": run(29.2), "rows": rows})}
+    assert ahead["global"]["gap_closed"] == pytest.approx(0.25)  # 1.0 of a 4.0 gap
