@@ -14,7 +14,7 @@
 # Options (environment): PRESET (default gpu-conv, the convergence preset; gpu is the 6-epoch table; smoke checks
 # the script on a CPU), BUDGET_MINUTES (no cell starts after it; default 7), STOP_MINUTES (the training is stopped
 # then, so that the results are packed before the GPU run's own limit; default 9), JOBS (cells side by side;
-# default 4), SEEDS (default 3), PAIRS (default one-stage,two-stage,one-stage-gfl, in that order), OUT (where
+# default 4), SEEDS (default 3), PAIRS (default: the preset's pairs, in its order), OUT (where
 # campaign.tar.gz goes: the cells this run stored, the tables, the convergence report, and the per-epoch
 # metrics.csv of every cell it trained, finished or not; one file, as a GPU machine may send back only a few).
 set -euo pipefail
@@ -38,7 +38,6 @@ BUDGET_MINUTES=${BUDGET_MINUTES:-7}
 STOP_MINUTES=${STOP_MINUTES:-9}
 JOBS=${JOBS:-4}
 SEEDS=${SEEDS:-3}
-PAIRS=${PAIRS:-one-stage,two-stage,one-stage-gfl}
 
 missing=$(python3 - <<'EOF'
 import importlib.util
@@ -54,6 +53,7 @@ if [[ -n "$missing" ]]; then
     }
 fi
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"  # edgekd from this checkout, installed or not
+PAIRS=${PAIRS:-$(cd benchmarks && python3 -c "from kd_cells import PRESETS; print(','.join(PRESETS['$PRESET'].pairs))")}
 
 stamp=$(mktemp)
 started=$(date +%s)
