@@ -216,7 +216,7 @@ def summarize_pair(table: dict) -> list[dict]:
     base_time = mean_std([r["epoch_seconds"] for r in baseline])[0] if baseline else float("nan")
     base_runs = [r["AP"] for r in baseline] if baseline else []
     gap = teacher_ap - base_ap
-    gap_is_real = gap > max(0.0, spread(base_runs))  # a gap inside the no-KD seed spread has no share to close
+    gap_is_real = gap > spread(base_runs)  # a gap inside the no-KD seed spread has no share to close
     summary = []
     for method, runs in table["rows"].items():
         ap, ap_std = mean_std([r["AP"] for r in runs])
