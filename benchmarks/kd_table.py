@@ -36,6 +36,7 @@ from kd_cells import (  # noqa: E402
     RECIPES,
     SINGLE_ROWS,
     Cell,
+    ChoiceNotReady,
     ValChoice,
     cached_result,
     ensure_data,
@@ -88,10 +89,12 @@ def can_start(cell: Cell, unfinished: set[Cell]) -> bool:
     teacher or a student without KD at once."""
     if cell.role == "teacher":
         return True
-    if not cell.ready():
+    try:
+        recipe = cell.recipe()
+    except ChoiceNotReady:
         return False
     teacher = cell.teacher()
-    return cell.recipe() is None or (teacher not in unfinished and (teacher.directory() / "best.pt").is_file())
+    return recipe is None or (teacher not in unfinished and (teacher.directory() / "best.pt").is_file())
 
 
 def run_cells(cells: list[Cell], jobs: int, console: Console, deadline: float = math.inf) -> list[dict | None]:
