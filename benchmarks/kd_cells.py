@@ -137,14 +137,20 @@ PRESETS = {
 @dataclass(frozen=True)
 class ValChoice:
     """A row whose recipe is chosen on the validation split: the losses of the `top` SINGLE_ROWS with the best mean
-    best-epoch validation AP over CHOICE_SEEDS seeds, merged (each with its own recipe's options)."""
+    best-epoch validation AP over CHOICE_SEEDS seeds, merged (each with its own recipe's options, its `weight`
+    times `weight_scale`)."""
 
     top: int
+    weight_scale: float = 1.0
 
 
 SINGLE_ROWS = ("fgfi", "ssim", "gkd+bmfi", "global", "fitnet", "logits")
 CHOICE_SEEDS = 3  # seeds each single row needs stored before a ValChoice row can be trained
 COMBINED_ON_VAL = ValChoice(3)  # `combined` on presets with a held-out test split
+# The same three with each weight divided by three: each single recipe's weight sizes its KD loss to about the
+# detection loss, so the plain sum triples KD's share; this candidate keeps the total at one recipe's. Which of the
+# two goes in the README's `combined` is decided on validation AP (docs/kd/README.md section 6).
+COMBINED_THIRD_WEIGHTS = ValChoice(3, weight_scale=1 / 3)
 
 ROWS: dict[str, Path | dict[str, Path] | ValChoice | None] = {  # row name -> its recipe(s); None: no KD
     "no KD": None,
@@ -155,6 +161,7 @@ ROWS: dict[str, Path | dict[str, Path] | ValChoice | None] = {  # row name -> it
     "fitnet": RECIPES / "fitnet.yaml",
     "logits": RECIPES / "logits.yaml",
     "best single": ValChoice(1),
+    "combined (weights / 3)": COMBINED_THIRD_WEIGHTS,
     "combined": {  # each pair's best single methods on the CPU preset (presets with a test split: COMBINED_ON_VAL)
         "one-stage": RECIPES / "combined.yaml",  # fgfi + ssim + logits
         "two-stage": RECIPES / "fasterrcnn_combined.yaml",  # global + gkd + bmfi
@@ -223,7 +230,16 @@ def row_recipe(method: str, pair: str, preset_name: str) -> Recipe | None:
             raise ChoiceNotReady(f"{method}: chosen on validation AP once {', '.join(SINGLE_ROWS)} have "
                                  f"{CHOICE_SEEDS} seeds each")  # fmt: skip
         recipes = [row_recipe(name, pair, preset_name) for name in names]
-        losses = {name: options for recipe in recipes for name, options in recipe.losses.items()}
+        losses = {
+            name: {
+                **options,
+                "weight": choice.weight_scale * options.get("weight", LOSSES[name].options["weight"].default),
+            }
+            if choice.weight_scale != 1.0
+            else options
+            for recipe in recipes
+            for name, options in recipe.losses.items()
+        }
         recipe = replace(recipes[0], path=" + ".join(names), name=method.removesuffix(INHERIT), losses=losses)
     else:
         recipe = load_recipe(choice)

@@ -125,6 +125,14 @@ def test_rows_chosen_on_validation_wait_for_the_single_rows_then_merge_the_best(
     assert combined.ready()
     recipes = [load_recipe(REPO / "recipes" / name) for name in ("global.yaml", "ssim.yaml", "fgfi.yaml")]
     assert combined.config()["losses"] == {k: v for r in recipes for k, v in r.losses.items()}
+    third = Cell("smoke", "one-stage", "student", "combined (weights / 3)").config()["losses"]
+    # global.yaml sets no weight (its default is 1.0); ssim.yaml 2.0, fgfi.yaml 0.01; other options unchanged
+    assert {name: options["weight"] for name, options in third.items()} == pytest.approx(
+        {"global": 1 / 3, "ssim": 2 / 3, "fgfi": 0.01 / 3}
+    )
+    assert {k: v for k, v in third["fgfi"].items() if k != "weight"} == {
+        k: v for k, v in recipes[2].losses["fgfi"].items() if k != "weight"
+    }
     assert best.config() == {**Cell("smoke", "one-stage", "student", "global").config(), "inherit": True}
     assert Cell("cpu", "one-stage", "student", "combined").config()["losses"].keys() == {"fgfi", "ssim", "logits"}
 
