@@ -262,14 +262,18 @@ def teacher_at_student_budget(teacher: dict, student_epochs: int) -> list[str]:
     ]
 
 
-def difficulty_table(summary: list[dict]) -> list[str]:
-    """KITTI AP|R40 per class and difficulty (mean +- std over seeds), where the cells hold it."""
+def difficulty_table(teacher: dict, summary: list[dict]) -> list[str]:
+    """KITTI AP|R40 per class and difficulty, where the cells hold it: the teacher's one run, then each row's
+    mean +- std over seeds."""
     classes = [cls for cls in ("Car", "Pedestrian", "Cyclist") if all(cls in r["kitti_r40"] for r in summary)]
     if not classes:
         return []
     header = [f"{cls} {d[0].upper()}" for cls in classes for d in DIFFICULTIES]
     lines = ["", "KITTI AP|R40 per class, Easy / Moderate / Hard:", "", "| method | " + " | ".join(header) + " |"]
     lines.append("|---|" + "---|" * len(header))
+    if all(cls in teacher.get("kitti_r40", {}) for cls in classes):
+        values = [teacher["kitti_r40"][cls][d] for cls in classes for d in DIFFICULTIES]
+        lines.append("| teacher | " + " | ".join(f"{v:.1f}" for v in values) + " |")
     for row in summary:
         values = [row["kitti_r40"][cls][d] for cls in classes for d in DIFFICULTIES]
         lines.append(f"| {row['method']} | " + " | ".join(f"{m:.1f} +- {s:.1f}" for m, s in values) + " |")
@@ -317,7 +321,7 @@ def write_tables(args: argparse.Namespace, tables: dict) -> None:
             if preset.n_test:
                 cells.append("{:.2f} +- {:.2f}".format(*row["val_AP"]))
             lines.append("| " + " | ".join(cells) + " |")
-        lines += difficulty_table(summary)
+        lines += difficulty_table(teacher, summary)
         lines += teacher_at_student_budget(teacher, preset.student_epochs)
         lines += row_sources(list(table["rows"]), pair, args.preset)
         kd_rows = [r for r in summary if r["method"] != "no KD"]
