@@ -29,7 +29,7 @@ from edgekd.data.records import Dataset
 from edgekd.data.synth_config import SynthConfig
 from edgekd.distill.losses import LOSSES
 from edgekd.distill.recipe import Recipe, load_recipe
-from edgekd.pipeline import checkpoint_row, distill_cached, ensure_synthetic, train_cached
+from edgekd.pipeline import checkpoint_row, distill_cached, ensure_synthetic, finished_run, train_cached
 from edgekd.train.trainer import TrainOptions
 
 RECIPES = Path(__file__).resolve().parent.parent / "recipes"
@@ -77,6 +77,9 @@ LITE_PAIRS = {  # CPU-sized pairs: width-reduced ResNet-18 teachers stand in for
 WIDE_TEACHER_PAIRS = {  # a full-width (256-channel neck and head) ResNet-18 teacher for the lite student: 12x its FLOPs
     "one-stage-gfl-wide": ("gfl_resnet18", "gfl_mobilenet_v3_lite"),
 }
+SMALL_STUDENT_PAIRS = {  # the lite teacher for a MobileNetV3-Small student: half the two-stage student's parameters
+    "two-stage-small": ("fasterrcnn_resnet18_lite", "fasterrcnn_mobilenet_v3_small_lite"),
+}
 PRESETS = {
     # 2-core CPU, the whole one-stage table with 3 seeds in under 2 hours: near-range scenes (objects labelled to
     # 30 m) keep boxes learnable at 416x128; the width-reduced ResNet-18 RetinaNet stands in for ResNet-50 (the
@@ -119,7 +122,7 @@ PRESETS = {
     ),
     "sizing-120-long": Preset(
         (1242, 375), (128, 416), 120, 100, True, 160, 160, 8, 3e-3, (50, 50), "cpu",
-        {**LITE_PAIRS, **WIDE_TEACHER_PAIRS}, n_test=200, data_seed=1,
+        {**LITE_PAIRS, **WIDE_TEACHER_PAIRS, **SMALL_STUDENT_PAIRS}, n_test=200, data_seed=1,
     ),
     # Seconds-long runs that exercise the scripts end to end (tests, first check on a new machine).
     "smoke": Preset(
@@ -382,11 +385,12 @@ def cached_result(cell: Cell, run_dir: Path | None = None) -> dict | None:
 def run_cell(cell: Cell, console: Console | None = None, need_checkpoint: bool = False) -> dict:
     """Train (or reuse) one cell and evaluate its best checkpoint once; a top-level function so that a process
     pool can run cells side by side (the teacher of a student cell must have finished). `need_checkpoint`: train
-    again when the stored result has no checkpoint on this machine (a teacher whose students are still to run)."""
+    again (resuming an interrupted run) when the stored result has no finished run on this machine (a teacher
+    whose students are still to run)."""
     console = console or Console(quiet=True)
     run_dir = cell.directory()
     cached = cached_result(cell, run_dir)
-    if cached is not None and not (need_checkpoint and not (run_dir / "best.pt").is_file()):
+    if cached is not None and not (need_checkpoint and not finished_run(run_dir)):
         return cached
     train, val = ensure_data(cell.preset_name, console)
     options = cell.options()

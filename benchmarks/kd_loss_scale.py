@@ -27,6 +27,7 @@ from edgekd.errors import EdgeKDError  # noqa: E402
 from edgekd.models.checkpoint import load_detector  # noqa: E402
 from edgekd.models.detector import DetectorConfig  # noqa: E402
 from edgekd.models.zoo import build_detector  # noqa: E402
+from edgekd.pipeline import finished_run  # noqa: E402
 from edgekd.train.objective import StepInfo  # noqa: E402
 
 FEATURE_METHODS = ("fgfi", "gkd+bmfi", "fitnet")  # global needs its prototypes (a pass over the data) first
@@ -44,8 +45,10 @@ def main() -> None:
     args = parser.parse_args()
     teacher_cell = Cell(args.preset, args.pair, "teacher")
     checkpoint = teacher_cell.directory() / "best.pt"
-    if not checkpoint.is_file():
-        raise SystemExit(f"no teacher at {checkpoint}: run benchmarks/baselines.py --preset {args.preset} first")
+    if not finished_run(teacher_cell.directory()):
+        raise SystemExit(
+            f"no finished teacher at {checkpoint}: run benchmarks/baselines.py --preset {args.preset} first"
+        )
     device = PRESETS[args.preset].device
     train, _ = ensure_data(args.preset, Console(quiet=True))
     teacher, _ = load_detector(checkpoint, device)

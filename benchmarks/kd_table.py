@@ -48,6 +48,7 @@ from kd_cells import (  # noqa: E402
 )
 
 from edgekd.distill.recipe import load_recipe  # noqa: E402
+from edgekd.pipeline import finished_run  # noqa: E402
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:
@@ -86,7 +87,7 @@ class InlineExecutor(Executor):
 def can_start(cell: Cell, unfinished: set[Cell]) -> bool:
     """Whether a cell can be trained now: a KD student once its teacher is finished (not still to run or running
     here, and its checkpoint on this machine), a row chosen on validation once its single rows are stored; a
-    teacher or a student without KD at once."""
+    teacher or a student without KD at once. An interrupted teacher run's best.pt is not a finished teacher."""
     if cell.role == "teacher":
         return True
     try:
@@ -94,7 +95,7 @@ def can_start(cell: Cell, unfinished: set[Cell]) -> bool:
     except ChoiceNotReady:
         return False
     teacher = cell.teacher()
-    return recipe is None or (teacher not in unfinished and (teacher.directory() / "best.pt").is_file())
+    return recipe is None or (teacher not in unfinished and finished_run(teacher.directory()))
 
 
 def run_cells(cells: list[Cell], jobs: int, console: Console, deadline: float = math.inf) -> list[dict | None]:

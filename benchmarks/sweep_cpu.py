@@ -30,6 +30,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--budget", action="append", required=True, help="as edgekd sweep --budget (repeatable)")
     parser.add_argument("--img-sizes", default="416x128,320x96", help="the sweep's input sizes (WxH,WxH)")
+    parser.add_argument(
+        "--backbones", default="resnet18,mobilenet_v3", help="the sweep's student backbones (the measured table's)"
+    )
     parser.add_argument("--top", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=4, help="stage 2 distillation epochs")
     parser.add_argument("--iters", type=int, default=200, help="stage 1 timed calls per phase")
@@ -42,7 +45,8 @@ def main() -> None:
     out = CACHE / "sweep_cpu"
     command = [
         "edgekd", "sweep", "--teacher", str(teacher), "--data", str(data_root("cpu")), "-o", str(out),
-        "--backend", "ort-cpu", "--batch", "1", "--img-sizes", args.img_sizes, "--top", str(args.top),
+        "--backend", "ort-cpu", "--batch", "1", "--img-sizes", args.img_sizes, "--backbones", args.backbones,
+        "--top", str(args.top),
         "--epochs", str(args.epochs), "--iters", str(args.iters), "--device", "cpu",
         *[part for budget in args.budget for part in ("--budget", budget)],
     ]  # fmt: skip

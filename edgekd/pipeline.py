@@ -77,11 +77,17 @@ def _stored_run(checkpoint: Path) -> dict | None:
         return None
 
 
+def finished_run(run_dir: Path) -> bool:
+    """Whether run_dir holds a run that trained to its last epoch (best.pt and the `done` marker written after
+    it), whatever its configuration; an interrupted run has a best.pt of its last completed epochs but no `done`."""
+    return (run_dir / "best.pt").is_file() and (run_dir / "done").is_file()
+
+
 def _finished_unchanged(run_dir: Path, key: dict) -> bool:
-    """True when run_dir holds a finished run (best.pt and `done`) of exactly this configuration: `done` records
+    """True when run_dir holds a finished run (`finished_run`) of exactly this configuration: `done` records
     `key`; a `done` left empty by an older edgekd is checked against last.pt's run fingerprint."""
     done = run_dir / "done"
-    if not ((run_dir / "best.pt").is_file() and done.is_file()):
+    if not finished_run(run_dir):
         return False
     text = done.read_text().strip()
     if not text:

@@ -201,8 +201,9 @@ def test_cells_start_once_what_they_need_is_finished(tmp_path, monkeypatch):
 
     def fake_run(cell, console, need_checkpoint):  # stores what a finished cell leaves behind
         calls.append((cell.label, cell.seed, need_checkpoint))
-        cell.directory().mkdir(parents=True)
+        cell.directory().mkdir(parents=True, exist_ok=True)
         (cell.directory() / "best.pt").touch()
+        (cell.directory() / "done").touch()
         row = {"AP": 1.0, "ap_per_epoch": [1.0]}
         (tmp_path / "results" / f"{cell.directory().name}.json").write_text(json.dumps(row))
         return row
@@ -228,6 +229,40 @@ def test_cells_start_once_what_they_need_is_finished(tmp_path, monkeypatch):
     later = [Cell("smoke", "one-stage", "student", "ssim", 3)]
     assert kd_table.run_cells(later, 2, Console(quiet=True), deadline=0.0) == [None]  # past the deadline: not run
     assert calls == []
+
+
+def test_an_interrupted_teacher_run_is_resumed_before_its_kd_students_start(tmp_path, monkeypatch):
+    """A teacher whose result is stored but whose run directory on this machine holds only an interrupted run
+    (best.pt of its last completed epochs, no `done`) trains on before any KD student starts from it."""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import kd_cells
+    import kd_table
+    from kd_cells import Cell
+
+    monkeypatch.setattr(kd_cells, "CACHE", tmp_path / "cache")
+    monkeypatch.setattr(kd_cells, "CELL_RESULTS", tmp_path / "results")
+    (tmp_path / "results").mkdir()
+    teacher, student = Cell("smoke", "one-stage", "teacher"), Cell("smoke", "one-stage", "student", "fitnet")
+    (tmp_path / "results" / f"{teacher.directory().name}.json").write_text(json.dumps({"AP": 2.0}))
+    teacher.directory().mkdir(parents=True)
+    (teacher.directory() / "best.pt").touch()
+    (teacher.directory() / "last.pt").touch()
+    assert not kd_table.can_start(student, set())
+
+    class Trains(Exception):
+        pass
+
+    def ensure_data(*args):  # the first step of training a cell
+        raise Trains
+
+    monkeypatch.setattr(kd_cells, "ensure_data", ensure_data)
+    assert kd_cells.run_cell(teacher, need_checkpoint=False) == {"AP": 2.0}  # a result is all the table needs
+    with pytest.raises(Trains):
+        kd_cells.run_cell(teacher, need_checkpoint=True)
+    (teacher.directory() / "done").touch()
+    assert kd_cells.run_cell(teacher, need_checkpoint=True) == {"AP": 2.0}
+    assert kd_table.can_start(student, set())
+    assert not kd_table.can_start(student, {teacher})
 
 
 def test_every_preset_pairs_models_of_the_zoo():

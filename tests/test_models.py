@@ -12,7 +12,12 @@ from edgekd.models.detector import DetectorConfig
 from edgekd.models.zoo import ZOO, build_detector
 
 CLASSES = ("Car", "Pedestrian", "Cyclist")
-STUDENTS = ["retinanet_mobilenet_v3_lite", "fcos_mobilenet_v3_lite", "fasterrcnn_mobilenet_v3_lite"]
+STUDENTS = [
+    "retinanet_mobilenet_v3_lite",
+    "fcos_mobilenet_v3_lite",
+    "fasterrcnn_mobilenet_v3_lite",
+    "fasterrcnn_mobilenet_v3_small_lite",
+]
 
 
 def _targets() -> list[dict[str, torch.Tensor]]:
@@ -22,10 +27,36 @@ def _targets() -> list[dict[str, torch.Tensor]]:
     ]
 
 
-def test_zoo_has_three_families_with_three_backbones_and_lite_students():
-    for family in ("retinanet", "fcos", "fasterrcnn"):
-        for backbone in ("resnet50", "resnet18", "mobilenet_v3", "resnet18_lite", "mobilenet_v3_lite"):
+def test_zoo_has_every_family_with_four_backbones_and_lite_students():
+    backbones = ("resnet50", "resnet18", "mobilenet_v3", "mobilenet_v3_small")
+    lite = ("resnet18_lite", "mobilenet_v3_lite", "mobilenet_v3_small_lite")
+    for family in ("retinanet", "fcos", "gfl", "fasterrcnn"):
+        for backbone in backbones + lite:
             assert f"{family}_{backbone}" in ZOO
+    assert "retinanet_resnet50_lite" not in ZOO
+
+
+def test_mobilenet_v3_small_stages_are_torchvisions_feature_maps():
+    """The small backbone's FPN inputs are torchvision's MobileNetV3-Small blocks at strides 4, 8, 16, 32: the last
+    block of each resolution (Howard et al. 2019, Table 2), so the FPN sees 16, 24, 48 and 576 channels."""
+    from torchvision.models import mobilenet_v3_small
+
+    torch.manual_seed(0)
+    detector = build_detector(DetectorConfig("fasterrcnn_mobilenet_v3_small_lite", CLASSES, (64, 128)))
+    reference = mobilenet_v3_small()
+    reference.features.load_state_dict(detector.backbone.body.state_dict())
+    reference.eval(), detector.eval()
+    image = torch.rand(1, 3, 64, 128)
+    with torch.no_grad():
+        maps, x = [], image
+        for block in reference.features:
+            x = block(x)
+            maps.append(x)
+        body = detector.backbone.body(image)
+    last_of_each_stride = [max(i for i, m in enumerate(maps) if m.shape[-1] == 128 // s) for s in (4, 8, 16, 32)]
+    assert [m.shape[1] for m in body.values()] == [16, 24, 48, 576]
+    for got, index in zip(body.values(), last_of_each_stride):
+        assert torch.equal(got, maps[index])
 
 
 @pytest.mark.parametrize("name", STUDENTS)

@@ -343,3 +343,23 @@ def test_imagenet_backbone_from_the_hub_cache(hub):
     assert isinstance(body.bn1, FrozenBatchNorm2d)
     assert all(p.requires_grad for p in body.parameters())
     assert detector.config.extra == {"frozen_bn": True, "trainable_backbone_layers": 5}
+
+
+def test_imagenet_mobilenet_v3_small_freezes_as_torchvisions_extractor(hub):
+    """MobileNetV3-Small from its ImageNet file, 3 trainable stages: the same parameters train as in torchvision's
+    own `_mobilenet_extractor` (the rule its detection builders use) given the same classifier."""
+    from torchvision.models import mobilenet_v3_small
+    from torchvision.models.detection.backbone_utils import _mobilenet_extractor
+
+    torch.manual_seed(4)
+    classifier = mobilenet_v3_small(norm_layer=FrozenBatchNorm2d)
+    path = hub / "checkpoints" / "mobilenet_v3_small-047dcff4.pth"  # torchvision's IMAGENET1K_V1 file
+    path.parent.mkdir(parents=True)
+    torch.save(classifier.state_dict(), path)
+    options = PretrainedOptions(backbone="imagenet", trainable_layers=3)
+    detector = build_pretrained_detector(DetectorConfig("fasterrcnn_mobilenet_v3_small_lite", KITTI, SIZE), options)
+    body = detector.backbone.body
+    assert torch.equal(body["9"].block[0][0].weight, classifier.features[9].block[0][0].weight)
+    reference = _mobilenet_extractor(classifier, False, 3)[0]  # (features, a 1x1 conv)
+    trains = {name for name, p in reference.named_parameters() if p.requires_grad}
+    assert trains and {name for name, p in body.named_parameters() if p.requires_grad} == trains

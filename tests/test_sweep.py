@@ -87,7 +87,7 @@ def test_default_grid_is_the_zoo_students_at_the_teacher_size() -> None:
     assert names == sorted(
         f"{family}_{backbone}{suffix}"
         for family in ("retinanet", "fcos")
-        for backbone in ("resnet18", "mobilenet_v3")
+        for backbone in ("resnet18", "mobilenet_v3", "mobilenet_v3_small")
         for suffix in ("", "_lite")
     )
     assert {c.input_size for c in found} == {SIZE}

@@ -64,7 +64,7 @@ def sweep_command(
     ] = None,
     backbones: Annotated[
         str | None,
-        typer.Option("--backbones", help="Grid: backbones (default: the student ones, resnet18,mobilenet_v3)."),
+        typer.Option("--backbones", help="Grid: backbones (default: the student ones, all but resnet50)."),
     ] = None,
     widths: Annotated[
         str | None, typer.Option("--widths", help="Grid: neck/head widths, 64 (_lite) and/or 256 (default: both).")

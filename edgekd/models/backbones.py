@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torchvision.models import mobilenet_v3_large, resnet18, resnet50
+from torchvision.models import mobilenet_v3_large, mobilenet_v3_small, resnet18, resnet50
 from torchvision.models.detection.backbone_utils import BackboneWithFPN
 from torchvision.ops.feature_pyramid_network import ExtraFPNBlock, LastLevelMaxPool, LastLevelP6P7
 from torchvision.ops.misc import FrozenBatchNorm2d
@@ -26,11 +26,15 @@ _RESNET_STAGES = {
     "resnet50": (("layer1", "layer2", "layer3", "layer4"), (256, 512, 1024, 2048)),
     "resnet18": (("layer1", "layer2", "layer3", "layer4"), (64, 128, 256, 512)),
 }
-# MobileNetV3-Large `features` indices whose outputs have strides 4, 8, 16, 32 (and their channels).
-_MOBILENET_STAGES = (("3", "6", "12", "16"), (24, 40, 112, 960))
+# MobileNetV3 `features` indices whose outputs have strides 4, 8, 16, 32 (and their channels): "mobilenet_v3" is
+# MobileNetV3-Large, "mobilenet_v3_small" MobileNetV3-Small (Howard et al. 2019, Tables 1 and 2).
+_MOBILENET_STAGES = {
+    "mobilenet_v3": (("3", "6", "12", "16"), (24, 40, 112, 960)),
+    "mobilenet_v3_small": (("1", "3", "8", "12"), (16, 24, 48, 576)),
+}
 
-BACKBONES = ("resnet50", "resnet18", "mobilenet_v3")
-MAX_TRAINABLE_LAYERS = {"resnet50": 5, "resnet18": 5, "mobilenet_v3": 6}
+BACKBONES = ("resnet50", "resnet18", "mobilenet_v3", "mobilenet_v3_small")
+MAX_TRAINABLE_LAYERS = {"resnet50": 5, "resnet18": 5, "mobilenet_v3": 6, "mobilenet_v3_small": 6}
 DEFAULT_TRAINABLE_LAYERS = 3  # torchvision's default for its pretrained detectors
 
 
@@ -53,14 +57,16 @@ def classifier_model(backbone: str, frozen_bn: bool = False) -> nn.Module:
         return resnet18(weights=None, **norm)
     if backbone == "mobilenet_v3":
         return mobilenet_v3_large(weights=None, **norm)
+    if backbone == "mobilenet_v3_small":
+        return mobilenet_v3_small(weights=None, **norm)
     raise EdgeKDError(f"unknown backbone '{backbone}'; choose one of {', '.join(BACKBONES)}")
 
 
 def _classifier(backbone: str, frozen_bn: bool) -> tuple[nn.Module, nn.Module, tuple[str, ...], tuple[int, ...]]:
     """The torchvision classifier, the module whose children form the stages, stage names and channels."""
     model = classifier_model(backbone, frozen_bn)
-    if backbone == "mobilenet_v3":
-        return model, model.features, *_MOBILENET_STAGES
+    if backbone in _MOBILENET_STAGES:
+        return model, model.features, *_MOBILENET_STAGES[backbone]
     return model, model, *_RESNET_STAGES[backbone]
 
 
@@ -68,7 +74,7 @@ def freeze_layers(classifier: nn.Module, backbone: str, trainable: int) -> None:
     """Stop gradients to all but the last `trainable` stages, by torchvision's rule
     (`backbone_utils._resnet_fpn_extractor`, `_mobilenet_extractor`): ResNet counts layer4..layer1 then conv1 (+bn1
     at 5); MobileNetV3 counts its stages (blocks that reduce resolution) from the end, 0 freezes every layer."""
-    if backbone == "mobilenet_v3":
+    if backbone in _MOBILENET_STAGES:
         features = classifier.features
         stages = [0] + [i for i, b in enumerate(features) if getattr(b, "_is_cn", False)] + [len(features) - 1]
         frozen = features[: len(features) if trainable == 0 else stages[len(stages) - trainable]]

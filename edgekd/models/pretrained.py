@@ -41,7 +41,12 @@ COUNTERPARTS = {
 }
 """Dataset class (lower case) -> COCO category, used where no class has the same name."""
 
-_IMAGENET = {"resnet50": "resnet50", "resnet18": "resnet18", "mobilenet_v3": "mobilenet_v3_large"}
+_IMAGENET = {
+    "resnet50": "resnet50",
+    "resnet18": "resnet18",
+    "mobilenet_v3": "mobilenet_v3_large",
+    "mobilenet_v3_small": "mobilenet_v3_small",
+}
 _BACKGROUND = "__background__"
 
 
