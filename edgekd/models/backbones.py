@@ -9,6 +9,7 @@ practice: FrozenBatchNorm2d and only the last `trainable_layers` stages train.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,20 +22,30 @@ from torchvision.ops.misc import FrozenBatchNorm2d
 
 from edgekd.errors import EdgeKDError
 
-# (stage module names in the classifier, channels of each stage) for strides 4, 8, 16, 32.
-_RESNET_STAGES = {
-    "resnet50": (("layer1", "layer2", "layer3", "layer4"), (256, 512, 1024, 2048)),
-    "resnet18": (("layer1", "layer2", "layer3", "layer4"), (64, 128, 256, 512)),
-}
-# MobileNetV3 `features` indices whose outputs have strides 4, 8, 16, 32 (and their channels): "mobilenet_v3" is
-# MobileNetV3-Large, "mobilenet_v3_small" MobileNetV3-Small (Howard et al. 2019, Tables 1 and 2).
-_MOBILENET_STAGES = {
-    "mobilenet_v3": (("3", "6", "12", "16"), (24, 40, 112, 960)),
-    "mobilenet_v3_small": (("1", "3", "8", "12"), (16, 24, 48, 576)),
-}
 
-BACKBONES = ("resnet50", "resnet18", "mobilenet_v3", "mobilenet_v3_small")
-MAX_TRAINABLE_LAYERS = {"resnet50": 5, "resnet18": 5, "mobilenet_v3": 6, "mobilenet_v3_small": 6}
+@dataclass(frozen=True)
+class _BackboneSpec:
+    """A torchvision classifier used as a detector backbone: its builder, whether its stages are the children of
+    `features` (MobileNetV3) or of the model itself (ResNet), the stage module names and channels for strides 4, 8,
+    16, 32, and how many stages `trainable_layers` may count (torchvision's limit for the family)."""
+
+    builder: Callable[..., nn.Module]
+    in_features: bool
+    stages: tuple[str, ...]
+    channels: tuple[int, ...]
+    max_trainable: int
+
+
+# MobileNetV3 stage indices: the blocks ending at each stride (Howard et al. 2019, Tables 1 and 2); "mobilenet_v3" is
+# MobileNetV3-Large.
+_BACKBONES = {
+    "resnet50": _BackboneSpec(resnet50, False, ("layer1", "layer2", "layer3", "layer4"), (256, 512, 1024, 2048), 5),
+    "resnet18": _BackboneSpec(resnet18, False, ("layer1", "layer2", "layer3", "layer4"), (64, 128, 256, 512), 5),
+    "mobilenet_v3": _BackboneSpec(mobilenet_v3_large, True, ("3", "6", "12", "16"), (24, 40, 112, 960), 6),
+    "mobilenet_v3_small": _BackboneSpec(mobilenet_v3_small, True, ("1", "3", "8", "12"), (16, 24, 48, 576), 6),
+}
+BACKBONES = tuple(_BACKBONES)
+MAX_TRAINABLE_LAYERS = {name: spec.max_trainable for name, spec in _BACKBONES.items()}
 DEFAULT_TRAINABLE_LAYERS = 3  # torchvision's default for its pretrained detectors
 
 
@@ -48,33 +59,30 @@ class BackboneSettings:
     weights: Path | None = None
 
 
+def _spec(backbone: str) -> _BackboneSpec:
+    if backbone not in _BACKBONES:
+        raise EdgeKDError(f"unknown backbone '{backbone}'; choose one of {', '.join(BACKBONES)}")
+    return _BACKBONES[backbone]
+
+
 def classifier_model(backbone: str, frozen_bn: bool = False) -> nn.Module:
     """The torchvision classifier (random weights), with FrozenBatchNorm2d when `frozen_bn`."""
     norm = {"norm_layer": FrozenBatchNorm2d} if frozen_bn else {}
-    if backbone == "resnet50":
-        return resnet50(weights=None, **norm)
-    if backbone == "resnet18":
-        return resnet18(weights=None, **norm)
-    if backbone == "mobilenet_v3":
-        return mobilenet_v3_large(weights=None, **norm)
-    if backbone == "mobilenet_v3_small":
-        return mobilenet_v3_small(weights=None, **norm)
-    raise EdgeKDError(f"unknown backbone '{backbone}'; choose one of {', '.join(BACKBONES)}")
+    return _spec(backbone).builder(weights=None, **norm)
 
 
 def _classifier(backbone: str, frozen_bn: bool) -> tuple[nn.Module, nn.Module, tuple[str, ...], tuple[int, ...]]:
     """The torchvision classifier, the module whose children form the stages, stage names and channels."""
+    spec = _spec(backbone)
     model = classifier_model(backbone, frozen_bn)
-    if backbone in _MOBILENET_STAGES:
-        return model, model.features, *_MOBILENET_STAGES[backbone]
-    return model, model, *_RESNET_STAGES[backbone]
+    return model, model.features if spec.in_features else model, spec.stages, spec.channels
 
 
 def freeze_layers(classifier: nn.Module, backbone: str, trainable: int) -> None:
     """Stop gradients to all but the last `trainable` stages, by torchvision's rule
     (`backbone_utils._resnet_fpn_extractor`, `_mobilenet_extractor`): ResNet counts layer4..layer1 then conv1 (+bn1
     at 5); MobileNetV3 counts its stages (blocks that reduce resolution) from the end, 0 freezes every layer."""
-    if backbone in _MOBILENET_STAGES:
+    if _spec(backbone).in_features:
         features = classifier.features
         stages = [0] + [i for i, b in enumerate(features) if getattr(b, "_is_cn", False)] + [len(features) - 1]
         frozen = features[: len(features) if trainable == 0 else stages[len(stages) - trainable]]
