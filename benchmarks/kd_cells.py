@@ -95,7 +95,7 @@ PRESETS = {
         {"one-stage": ("retinanet_resnet50", "retinanet_mobilenet_v3"),
          "two-stage": ("fasterrcnn_resnet50", "fasterrcnn_mobilenet_v3")},
     ),
-    # One GPU, students trained to convergence (issue: KD at convergence): the gpu preset's input and ResNet-50
+    # One GPU, students trained to convergence (docs/kd-at-convergence.md): the gpu preset's input and ResNet-50
     # teachers, a held-out test split of scenes of generator seed 1, and one long schedule for teacher and students
     # (2,250 iterations: the CPU sizing runs plateaued after about 1,800). benchmarks/gpu_campaign.sh trains the
     # teachers and no-KD students first, so the first GPU run measures whether this schedule has converged.
@@ -106,13 +106,13 @@ PRESETS = {
          "one-stage-gfl": ("gfl_resnet50", "gfl_mobilenet_v3")},
         n_test=500, data_seed=1,
     ),
-    # 2-core CPU, students trained to convergence (issue: KD at convergence): the cpu preset's scenes and input,
+    # 2-core CPU, students trained to convergence (docs/kd-at-convergence.md): the cpu preset's scenes and input,
     # half its training images, a held-out test split, and the same long schedule for teacher and students.
     "cpu-conv": Preset(
         (1242, 375), (128, 416), 240, 100, True, 24, 24, 8, 3e-3, (50, 50), "cpu",
         LITE_PAIRS, n_test=200,
     ),
-    # Sizing runs for cpu-conv (issue: KD at convergence): how long teacher and student take to plateau, and the gap
+    # Sizing runs for cpu-conv (docs/kd-at-convergence.md): how long teacher and student take to plateau, and the gap
     # they keep, with half cpu-conv's training images on a doubled and a 6.7x longer schedule.
     # Scenes of generator seed 1: none is an image of the cpu preset, on whose validation split the combined recipes
     # were chosen.
