@@ -65,6 +65,11 @@ def _spec(backbone: str) -> _BackboneSpec:
     return _BACKBONES[backbone]
 
 
+def classifier_builder(backbone: str) -> Callable[..., nn.Module]:
+    """The torchvision classifier builder of `backbone` (torchvision's `get_model_weights` takes it too)."""
+    return _spec(backbone).builder
+
+
 def classifier_model(backbone: str, frozen_bn: bool = False) -> nn.Module:
     """The torchvision classifier (random weights), with FrozenBatchNorm2d when `frozen_bn`."""
     norm = {"norm_layer": FrozenBatchNorm2d} if frozen_bn else {}

@@ -25,7 +25,7 @@ from torchvision.models import get_model_weights
 from torchvision.models._api import WeightsEnum
 
 from edgekd.errors import EdgeKDError
-from edgekd.models.backbones import MAX_TRAINABLE_LAYERS
+from edgekd.models.backbones import MAX_TRAINABLE_LAYERS, classifier_builder
 from edgekd.models.checkpoint import FORMAT
 from edgekd.models.detector import Detector, DetectorConfig
 from edgekd.models.zoo import TORCHVISION_MODELS, build_detector, model_spec
@@ -41,12 +41,6 @@ COUNTERPARTS = {
 }
 """Dataset class (lower case) -> COCO category, used where no class has the same name."""
 
-_IMAGENET = {
-    "resnet50": "resnet50",
-    "resnet18": "resnet18",
-    "mobilenet_v3": "mobilenet_v3_large",
-    "mobilenet_v3_small": "mobilenet_v3_small",
-}
 _BACKGROUND = "__background__"
 
 
@@ -65,7 +59,7 @@ def hub_file(weights: WeightsEnum, option: str) -> Path:
 
 def imagenet_weights(backbone: str, option: str = "--pretrained-backbone imagenet") -> Path:
     """torchvision's ImageNet weights file (IMAGENET1K_V1, as its detection builders use) of `backbone`."""
-    return hub_file(get_model_weights(_IMAGENET[backbone])["IMAGENET1K_V1"], option)
+    return hub_file(get_model_weights(classifier_builder(backbone))["IMAGENET1K_V1"], option)
 
 
 @dataclass(frozen=True)
