@@ -263,6 +263,12 @@ def teacher_at_student_budget(teacher: dict, student_epochs: int) -> list[str]:
     ]
 
 
+def band(value: tuple[float, float], seeds: int, digits: int) -> str:
+    """'mean +- std' over seeds; a single seed's value alone, since one run has no spread to show."""
+    mean, std = value
+    return f"{mean:.{digits}f}" if seeds == 1 else f"{mean:.{digits}f} +- {std:.{digits}f}"
+
+
 def difficulty_table(teacher: dict, summary: list[dict]) -> list[str]:
     """KITTI AP|R40 per class and difficulty, where the cells hold it: the teacher's one run, then each row's
     mean +- std over seeds."""
@@ -277,7 +283,7 @@ def difficulty_table(teacher: dict, summary: list[dict]) -> list[str]:
         lines.append("| teacher | " + " | ".join(f"{v:.1f}" for v in values) + " |")
     for row in summary:
         values = [row["kitti_r40"][cls][d] for cls in classes for d in DIFFICULTIES]
-        lines.append(f"| {row['method']} | " + " | ".join(f"{m:.1f} +- {s:.1f}" for m, s in values) + " |")
+        lines.append(f"| {row['method']} | " + " | ".join(band(v, row["seeds"], 1) for v in values) + " |")
     return lines
 
 
@@ -315,12 +321,12 @@ def write_tables(args: argparse.Namespace, tables: dict) -> None:
         for row in summary:
             kitti = row["kitti_moderate"]
             numbers = [row["AP"], row["AP50"], kitti["Car"], kitti["Pedestrian"], kitti["Cyclist"]]
-            cells = [row["method"], str(row["seeds"]), *(f"{m:.2f} +- {s:.2f}" for m, s in numbers)]
+            cells = [row["method"], str(row["seeds"]), *(band(v, row["seeds"], 2) for v in numbers)]
             closed = "n/a" if np.isnan(row["gap_closed"]) else f"{100 * row['gap_closed']:.0f}%"
             gain = f"{row['gain']:+.2f}" + (" *" if preset.n_test and row["separated"] else "")
             cells += [gain, closed, f"{row['time_vs_no_kd']:.2f}x"]
             if preset.n_test:
-                cells.append("{:.2f} +- {:.2f}".format(*row["val_AP"]))
+                cells.append(band(row["val_AP"], row["seeds"], 2))
             lines.append("| " + " | ".join(cells) + " |")
         lines += difficulty_table(teacher, summary)
         lines += teacher_at_student_budget(teacher, preset.student_epochs)
