@@ -127,11 +127,14 @@ def main() -> None:
     parser.add_argument("--pair", required=True, help="a two-stage pair of the preset")
     parser.add_argument("--methods", required=True, help="comma list of: " + ", ".join(KNOWN_ROWS))
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--split", default="val", help="the images probed (default val: nothing is read on test)")
+    parser.add_argument(
+        "--split", choices=("train", "val", "test"), default="val", help="the images probed (val: nothing read on test)"
+    )
     parser.add_argument("--tag", default="", help="results go to kd_logit_probe_<preset>_<tag>.*")
     args = parser.parse_args()
-    torch.set_num_threads(1)
     pairs, methods = parse_rows(parser, args.preset, args.pair, args.methods)
+    if len(pairs) != 1:
+        parser.error(f"--pair: one pair, got {args.pair!r}")
     teacher_path = Cell(args.preset, pairs[0], "teacher").directory() / "best.pt"
     if not teacher_path.is_file():
         parser.error(f"no teacher checkpoint {teacher_path}: train the pair's cells first (kd_table.py)")
