@@ -13,6 +13,7 @@ import math
 import multiprocessing
 import os
 import sys
+import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, wait
 from dataclasses import asdict
@@ -98,6 +99,25 @@ def can_start(cell: Cell, unfinished: set[Cell]) -> bool:
     return recipe is None or (teacher not in unfinished and finished_run(teacher.directory()))
 
 
+PARENT_POLL_SECONDS = 2.0
+
+
+def worker_start(threads: int) -> None:
+    """Initialise a spawned cell process: its torch threads, and a watcher that ends it once the table process is
+    gone. Ctrl-C reaches the whole process group, but a `kill` of the table process alone would leave its workers
+    training and racing a rerun on the same cell directories. Checkpoints are written atomically, so ending
+    mid-epoch loses only that epoch."""
+    torch.set_num_threads(threads)
+    parent = os.getppid()
+
+    def exit_with_parent() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_POLL_SECONDS)
+        os._exit(1)
+
+    threading.Thread(target=exit_with_parent, daemon=True).start()
+
+
 def run_cells(cells: list[Cell], jobs: int, console: Console, deadline: float = math.inf) -> list[dict | None]:
     """Train cells `jobs` at a time (spawned processes; several small runs fill one GPU better, and on a CPU each
     process gets its share of the cores as torch threads; one job runs in this process). A free slot takes the
@@ -111,7 +131,7 @@ def run_cells(cells: list[Cell], jobs: int, console: Console, deadline: float = 
     if jobs > 1:
         threads = max(1, (os.cpu_count() or 1) // jobs)
         spawn = multiprocessing.get_context("spawn")
-        pool: Executor = ProcessPoolExecutor(jobs, spawn, initializer=torch.set_num_threads, initargs=(threads,))
+        pool: Executor = ProcessPoolExecutor(jobs, spawn, initializer=worker_start, initargs=(threads,))
     else:
         pool = InlineExecutor()
     with pool:

@@ -289,3 +289,55 @@ def test_gap_closed_only_where_the_teacher_leads_beyond_the_no_kd_seed_spread():
     assert np.isnan(level["global"]["gap_closed"])  # teacher leads by 0.3, inside the 0.4 spread of no KD
     ahead = {row["method"]: row for row in summarize_pair({"teacher": run(29.2), "rows": rows})}
     assert ahead["global"]["gap_closed"] == pytest.approx(0.25)  # 1.0 of a 4.0 gap
+
+
+POOL_PARENT = """
+import os, sys, time, multiprocessing
+from concurrent.futures import ProcessPoolExecutor
+sys.path.insert(0, sys.argv[1])
+from kd_table import worker_start
+
+if __name__ == "__main__":
+    pool = ProcessPoolExecutor(1, multiprocessing.get_context("spawn"), initializer=worker_start, initargs=(1,))
+    print(pool.submit(os.getpid).result(), flush=True)
+    pool.submit(time.sleep, 300)
+    time.sleep(300)
+"""
+
+
+def running(pid: int) -> bool:
+    """Whether a process runs (a zombie left for a non-reaping init does not)."""
+    stat = Path(f"/proc/{pid}/stat")
+    if stat.parent.parent.is_dir() and Path("/proc/self").exists():
+        try:
+            return stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
+        except FileNotFoundError:
+            return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_a_cell_process_ends_when_the_table_process_is_killed(tmp_path):
+    import time
+
+    script = tmp_path / "parent.py"
+    script.write_text(POOL_PARENT)
+    parent = subprocess.Popen(
+        [sys.executable, str(script), str(REPO / "benchmarks")], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        worker = int(parent.stdout.readline())
+        assert running(worker)
+        parent.kill()
+        parent.wait()
+        deadline = time.monotonic() + 30
+        while running(worker) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if running(worker):
+            os.kill(worker, 9)
+            pytest.fail("the cell process outlived the killed table process by 30 s")
+    finally:
+        parent.kill()
