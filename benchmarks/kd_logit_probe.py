@@ -19,6 +19,7 @@ import argparse
 import sys
 from dataclasses import dataclass, fields
 from pathlib import Path
+from statistics import fmean
 
 import torch
 from torch import Tensor
@@ -30,12 +31,19 @@ from kd_cells import KNOWN_ROWS, PRESETS, Cell, cached_result, data_root, parse_
 
 from edgekd.data.loader import load_dataset  # noqa: E402
 from edgekd.data.torch_dataset import DetectionDataset  # noqa: E402
+from edgekd.distill.losses.common import match_to_gt  # noqa: E402
 from edgekd.errors import EdgeKDError  # noqa: E402
 from edgekd.models.checkpoint import load_detector  # noqa: E402
 from edgekd.models.two_stage import LOGIT_PROPOSALS_PER_IMAGE, FasterRCNNDetector  # noqa: E402
 
 POSITIVE_IOU = 0.5
 TIGHT_IOU = 0.7
+TEACHER_RATES = ("gt_class_argmax", "background_on_positives", "foreground_on_negatives")
+COLUMNS = [  # the markdown table's columns after method and seeds: (model, rate, format)
+    ("student", "positives_per_image", ".1f"),
+    *(("student", key, ".3f") for key in (*TEACHER_RATES, "refined_iou", "refined_tight")),
+    *(("teacher", key, ".3f") for key in (*TEACHER_RATES, "refined_iou")),
+]
 
 
 @dataclass
@@ -68,24 +76,20 @@ class ProbeCounts:
 
 def probe_boxes(logits: Tensor, refined: Tensor, proposals: Tensor, gt_boxes: Tensor, gt_labels: Tensor) -> ProbeCounts:
     """Counts for one image. `logits` (P, K+1) with background at index 0; `refined` (P, K+1, 4) each class's
-    refined box; `proposals` (P, 4) and `gt_boxes` (G, 4) xyxy; `gt_labels` (G,) in 0..K-1."""
-    if proposals.shape[0] == 0:
-        return ProbeCounts()
+    refined box; `proposals` (P, 4) and `gt_boxes` (G, 4) xyxy; `gt_labels` (G,) in 0..K-1. Positives are matched
+    as the logits loss matches them (`match_to_gt`)."""
     probabilities = logits.float().softmax(-1)
-    if gt_boxes.shape[0] == 0:
-        return ProbeCounts(negatives=proposals.shape[0], foreground_on_negatives=float((1 - probabilities[:, 0]).sum()))
-    best_iou, best_gt = box_iou(proposals.float(), gt_boxes.float()).max(dim=1)
-    positive = best_iou >= POSITIVE_IOU
-    classes = gt_labels[best_gt[positive]] + 1
-    rows = torch.nonzero(positive).flatten()
-    refined_boxes = refined[rows, classes]
-    refined_iou = box_iou(refined_boxes.float(), gt_boxes.float())[torch.arange(len(rows)), best_gt[positive]]
+    rows, matched_gt = match_to_gt(proposals, gt_boxes, POSITIVE_IOU)
+    negative = torch.ones(proposals.shape[0], dtype=torch.bool)
+    negative[rows] = False
+    classes = gt_labels[matched_gt] + 1
+    refined_iou = box_iou(refined[rows, classes].float(), gt_boxes.float())[torch.arange(len(rows)), matched_gt]
     return ProbeCounts(
-        positives=int(positive.sum()),
-        negatives=int((~positive).sum()),
-        gt_class_argmax=int((probabilities[positive].argmax(-1) == classes).sum()),
-        background_on_positives=float(probabilities[positive, 0].sum()),
-        foreground_on_negatives=float((1 - probabilities[~positive, 0]).sum()),
+        positives=len(rows),
+        negatives=int(negative.sum()),
+        gt_class_argmax=int((probabilities[rows].argmax(-1) == classes).sum()),
+        background_on_positives=float(probabilities[rows, 0].sum()),
+        foreground_on_negatives=float((1 - probabilities[negative, 0]).sum()),
         refined_iou=float(refined_iou.sum()),
         refined_tight=int((refined_iou >= TIGHT_IOU).sum()),
     )
@@ -99,26 +103,30 @@ def roi_probe(detector: FasterRCNNDetector, features: list[Tensor], proposals: T
 
 
 @torch.no_grad()
-def probe_cell(student_path: Path, teacher: FasterRCNNDetector, images: DetectionDataset) -> tuple[dict, dict]:
-    """Student's and teacher's rates on the student's proposals over `images`."""
-    student, _ = load_detector(student_path)
-    if not isinstance(student, FasterRCNNDetector):
-        raise EdgeKDError(f"{student_path}: the probe reads a Faster R-CNN RoI head, this is a {student.family}")
-    student.eval()
-    counts = {"student": ProbeCounts(), "teacher": ProbeCounts()}
+def probe_cells(paths: list[Path], teacher: FasterRCNNDetector, images: DetectionDataset) -> list[tuple[dict, dict]]:
+    """Per student checkpoint: its rates and the teacher's on its proposals over `images` (the teacher's features
+    computed once per image for all students; pairs share `preprocess`)."""
+    students = []
+    for path in paths:
+        student, _ = load_detector(path)
+        if not isinstance(student, FasterRCNNDetector):
+            raise EdgeKDError(f"{path}: the probe reads a Faster R-CNN RoI head, this is a {student.family}")
+        students.append(student.eval())
+    counts = [(ProbeCounts(), ProbeCounts()) for _ in students]
     for index in range(len(images)):
         image, target, _, _ = images[index]
-        x = student.preprocess(image[None])
-        student_feats, teacher_feats = student.features(x), teacher.features(x)
-        proposals = student.proposals(student.head(student_feats))[0][:LOGIT_PROPOSALS_PER_IMAGE]
-        for name, model, feats in (("student", student, student_feats), ("teacher", teacher, teacher_feats)):
-            logits, refined = roi_probe(model, feats, proposals)
-            counts[name].add(probe_boxes(logits, refined, proposals, target["boxes"], target["labels"]))
-    return counts["student"].rates(len(images)), counts["teacher"].rates(len(images))
-
-
-def mean(rows: list[dict], key: str) -> float:
-    return sum(row[key] for row in rows) / len(rows)
+        x = teacher.preprocess(image[None])
+        teacher_feats = teacher.features(x)
+        for student, (student_counts, teacher_counts) in zip(students, counts):
+            student_feats = student.features(x)
+            proposals = student.proposals(student.head(student_feats))[0][:LOGIT_PROPOSALS_PER_IMAGE]
+            for tally, model, feats in (
+                (student_counts, student, student_feats),
+                (teacher_counts, teacher, teacher_feats),
+            ):
+                logits, refined = roi_probe(model, feats, proposals)
+                tally.add(probe_boxes(logits, refined, proposals, target["boxes"], target["labels"]))
+    return [(s.rates(len(images)), t.rates(len(images))) for s, t in counts]
 
 
 def main() -> None:
@@ -144,19 +152,22 @@ def main() -> None:
     teacher.eval()
     dataset = load_dataset(data_root(args.preset), args.split)
     images = DetectionDataset(dataset, tuple(teacher.config.input_size))
-    rows = []
+    cells = []
     for method in methods:
         for seed in range(args.seeds):
             cell = Cell(args.preset, pairs[0], "student", method, seed)
             if cached_result(cell) is None:  # not finished (or not chosen yet): its best.pt may still change
                 continue
-            path = cell.directory() / "best.pt"
-            if not path.is_file():
-                parser.error(f"{method} seed {seed} is stored but its checkpoint {path} is not on this machine")
-            student, teacher_rates = probe_cell(path, teacher, images)
-            rows.append({"method": method, "seed": seed, "cell": path.parent.name, "student": student,
-                         "teacher": teacher_rates})  # fmt: skip
-            print(f"{method} seed {seed}: {student}", flush=True)
+            if not (cell.directory() / "best.pt").is_file():
+                parser.error(
+                    f"{method} seed {seed} is stored but its checkpoint {cell.directory()} is not on this machine"
+                )
+            cells.append(cell)
+    probed = probe_cells([cell.directory() / "best.pt" for cell in cells], teacher, images) if cells else []
+    rows = [
+        {"method": cell.method, "seed": cell.seed, "cell": cell.directory().name, "student": student, "teacher": rates}
+        for cell, (student, rates) in zip(cells, probed)
+    ]
     if not rows:
         parser.error("no stored student checkpoints of these methods and seeds")
     lines = [
@@ -174,14 +185,8 @@ def main() -> None:
     ]
     for method in dict.fromkeys(row["method"] for row in rows):
         group = [row for row in rows if row["method"] == method]
-        s, t = [row["student"] for row in group], [row["teacher"] for row in group]
-        lines.append(
-            f"| {method} | {len(group)} | {mean(s, 'positives_per_image'):.1f} | {mean(s, 'gt_class_argmax'):.3f} | "
-            f"{mean(s, 'background_on_positives'):.3f} | {mean(s, 'foreground_on_negatives'):.3f} | "
-            f"{mean(s, 'refined_iou'):.3f} | {mean(s, 'refined_tight'):.3f} | {mean(t, 'gt_class_argmax'):.3f} | "
-            f"{mean(t, 'background_on_positives'):.3f} | {mean(t, 'foreground_on_negatives'):.3f} | "
-            f"{mean(t, 'refined_iou'):.3f} |"
-        )
+        cells = [(f"{fmean(row[model][key] for row in group):{spec}}") for model, key, spec in COLUMNS]
+        lines.append(f"| {method} | {len(group)} | " + " | ".join(cells) + " |")
     payload = {"preset": args.preset, "pair": pairs[0], "split": args.split, "rows": rows}
     stem = f"kd_logit_probe_{args.preset}" + (f"_{args.tag}" if args.tag else "")
     write_results(stem, payload, "\n".join(lines))
